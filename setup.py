@@ -1,0 +1,43 @@
+"""Build fastloop: the Cython core as one extension, or a pure-Python package.
+
+FASTLOOP_NO_EXTENSIONS=1 skips the extension (a pure-Python build);
+FASTLOOP_DEBUG_BUILD=1 compiles the core with -O0 -g for gdb and sanitizers.
+"""
+
+import os
+import sys
+
+from setuptools import setup
+
+NO_EXTENSIONS = bool(os.environ.get("FASTLOOP_NO_EXTENSIONS"))
+DEBUG_BUILD = bool(os.environ.get("FASTLOOP_DEBUG_BUILD"))
+
+
+def core_extension():
+    from Cython.Build import cythonize
+    from setuptools import Extension
+
+    cflags = ["-O0", "-g3"] if DEBUG_BUILD else ["-O2"]
+    ext = Extension(
+        "fastloop._cy.core",
+        ["src/fastloop/_cy/core.pyx"],
+        include_dirs=["src/fastloop/_cy/includes"],
+        extra_compile_args=cflags,
+    )
+    return cythonize(
+        [ext],
+        language_level=3,
+        compiler_directives={
+            "boundscheck": False,
+            "wraparound": False,
+            "embedsignature": True,
+        },
+    )
+
+
+if NO_EXTENSIONS or sys.implementation.name != "cpython":
+    print("fastloop: pure-Python build (FASTLOOP_NO_EXTENSIONS or not CPython)")
+    setup(ext_modules=[])
+else:
+    print("fastloop: accelerated build (Cython core)")
+    setup(ext_modules=core_extension())

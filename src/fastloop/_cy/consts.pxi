@@ -1,0 +1,22 @@
+# Tunables of the Cython core, each with where its value comes from.
+
+# Longest single poll, in seconds: asyncio's base_events.MAXIMUM_SELECT_TIMEOUT
+# (one day). Also keeps a huge or infinite deadline from overflowing the int
+# millisecond timeout that epoll_wait takes.
+cdef double MAX_POLL_TIMEOUT = 24 * 3600.0
+
+# Heap compaction: asyncio's _MIN_SCHEDULED_TIMER_HANDLES and
+# _MIN_CANCELLED_TIMER_HANDLES_FRACTION. Rebuild the timer heap when more than this
+# many timers are scheduled and more than this fraction of them are cancelled.
+cdef Py_ssize_t MIN_SCHEDULED_TO_COMPACT = 100
+cdef double MIN_CANCELLED_FRACTION_TO_COMPACT = 0.5
+
+cdef enum:
+    # Events fetched by one epoll_wait/kevent. Level-triggered polling hands the rest
+    # to the next wait; 256 keeps the kernel-side array on the stack small (3 KiB
+    # with epoll, 8 KiB with kqueue) while one wait still serves a busy server.
+    POLL_MAX_EVENTS = 256
+    # First sizes of the ready ring and the timer heap; both grow by doubling.
+    # 64 covers a typical iteration without growing (asyncio's deque blocks are 64).
+    READY_INITIAL_CAPACITY = 64
+    TIMERS_INITIAL_CAPACITY = 64

@@ -1,0 +1,161 @@
+# Declarations of the Cython core: foreign C first, then one block per .pyx file
+# in the order core.pyx includes them.
+
+from cpython.object cimport PyObject
+
+
+cdef extern from "Python.h":
+    # Run callbacks in a context without going through Context.run (a Python call).
+    object PyContext_CopyCurrent()
+    int PyContext_Enter(object ctx) except -1
+    int PyContext_Exit(object ctx) except -1
+    object PyObject_CallNoArgs(object func)
+    object PyObject_Call(object func, object args, PyObject *kwargs)
+    bint PyContext_CheckExact(object o)
+    int PyErr_CheckSignals() except -1
+    # Reference counting on raw pointers held by the C containers (ring, heap).
+    void fl_incref "Py_INCREF"(PyObject *o)
+    void fl_decref "Py_DECREF"(PyObject *o)
+    # Handles the loop makes are kept out of the cycle collector while only the
+    # loop holds them (see new_handle in coreloop.pyx).
+    Py_ssize_t fl_refcnt "Py_REFCNT"(PyObject *o)
+    void *fl_type "Py_TYPE"(PyObject *o)
+    int PyObject_GC_IsTracked(PyObject *o)
+    void PyObject_GC_Track(PyObject *o)
+    void PyObject_GC_UnTrack(PyObject *o)
+
+
+cdef extern from "compat.h" nogil:
+    enum:
+        FL_READ
+        FL_WRITE
+        FL_UNKNOWN
+    ctypedef struct fl_event:
+        int fd
+        int events
+    const char *FL_POLLER_NAME
+    double fl_monotonic()
+    int fl_poller_open()
+    int fl_poller_ctl(int pfd, int fd, int old_events, int new_events)
+    void fl_poller_forget(int pfd, int fd)
+    int fl_poller_wait(int pfd, fl_event *out, int maxevents, int timeout_ms)
+    int fl_waker_open(int *rfd, int *wfd)
+    void fl_waker_wake(int wfd)
+    void fl_waker_drain(int rfd)
+
+
+# handles.pyx
+
+cdef class Handle:
+    cdef readonly object _callback
+    cdef readonly object _args
+    cdef readonly object _loop
+    cdef readonly object _source_traceback
+    cdef readonly object _context
+    cdef readonly bint _cancelled
+    cdef object _repr
+    cdef object __weakref__
+
+    cdef int _run_c(self) except -1
+    cdef int _cancel_c(self) except -1
+
+
+cdef class TimerHandle(Handle):
+    cdef double when_c
+    cdef readonly bint _scheduled
+
+
+# timers.pyx
+
+ctypedef struct TimerEntry:
+    double when                 # the heap key: the deadline, NaN mapped to -inf
+    unsigned long long seq      # ties fire in scheduling order
+    PyObject *handle            # a TimerHandle; the heap owns one reference
+
+
+cdef class TimerQueue:
+    cdef TimerEntry *heap
+    cdef Py_ssize_t size
+    cdef Py_ssize_t capacity
+    cdef Py_ssize_t ncancelled
+    cdef unsigned long long next_seq
+
+    cdef int push_c(self, TimerHandle handle) except -1
+    cdef PyObject *remove_top(self) noexcept
+    cdef double first_when_c(self)
+    cdef int compact_c(self) except -1
+    cdef TimerHandle pop_due_c(self, double end)
+    cdef int compact_if_worth_it(self) except -1
+    cdef int clear_c(self) except -1
+
+
+# poller.pyx
+
+cdef class Poller:
+    cdef int fd
+    cdef fl_event *events
+
+    cdef int ctl(self, int fd, int old_events, int new_events) except -1
+    cdef int wait(self, int timeout_ms) except -1
+
+
+# waker.pyx
+
+cdef class Waker:
+    cdef int rfd
+    cdef int wfd
+    cdef bint pending
+
+    cdef void wake_c(self) noexcept
+    cdef void drain_c(self) noexcept
+    cdef void close_fds(self) noexcept
+
+
+# coreloop.pyx
+
+ctypedef struct ReadyQueue:
+    PyObject **items            # a ring buffer of Handles, each owning one reference
+    Py_ssize_t head
+    Py_ssize_t size
+    Py_ssize_t capacity
+
+
+cdef class FdWatch:
+    cdef object fileobj           # as registered: found by identity once closed
+    cdef Handle reader
+    cdef Handle writer
+    cdef int events
+
+
+cdef class CoreLoop:
+    cdef public bint _debug
+    cdef public object slow_callback_duration
+    cdef public object _thread_id
+    cdef public bint _stopping
+    cdef readonly bint _closed
+    cdef public object _current_handle
+    cdef public double _clock_resolution
+
+    cdef ReadyQueue ready
+    cdef TimerQueue timers
+    cdef Poller poller
+    cdef Waker waker
+    cdef dict fds                 # fd -> FdWatch, the waker's fd excluded
+
+    cdef int push_ready(self, Handle handle) except -1
+    cdef int clear_ready(self) except -1
+    cdef int check_closed(self) except -1
+    cdef int check_thread(self) except -1
+    cdef Handle new_handle(self, object callback, tuple args, object context)
+    cdef TimerHandle new_timer(self, double when, object callback, tuple args,
+                               object context)
+    cdef int lookup_fd(self, object fileobj) except? -1
+    cdef Handle add_fd(self, object fileobj, int event, object callback, tuple args)
+    cdef bint remove_fd(self, object fileobj, int event) except -1
+    cdef TimerHandle schedule(self, double when, object callback, tuple args,
+                              object context)
+    cdef int fd_ready(self, int fd, int events) except -1
+    cdef int poll_timeout_ms(self) except? -2
+    cdef int run_once(self) except -1
+    cdef int run_foreign(self, object handle) except -1
+    cdef int run_debug(self, object handle) except -1

@@ -1,0 +1,46 @@
+# cython: language_level=3
+# The Cython core of fastloop: one compilation unit, so calls between the files
+# below are plain C calls. Declarations live in core.pxd, tunables in consts.pxi,
+# platform choices (epoll/kqueue, eventfd/pipe) in includes/compat.h.
+#
+# Names of cached Python objects carry their module as a prefix (aio_ = asyncio).
+
+cimport cython
+from cpython.exc cimport PyErr_SetFromErrno
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from libc.errno cimport EINTR, errno
+from libc.math cimport INFINITY, ceil
+from posix.unistd cimport close
+
+import asyncio.base_events
+import asyncio.coroutines
+import asyncio.events
+import asyncio.format_helpers
+import asyncio.log
+import os
+import sys
+import threading
+import time
+
+cdef object os_strerror = os.strerror
+cdef object sys_getframe = sys._getframe
+cdef object sys_version_info = sys.version_info
+cdef object threading_get_ident = threading.get_ident
+cdef object time_get_clock_info = time.get_clock_info
+cdef object aio_Handle_repr_info = asyncio.events.Handle._repr_info
+cdef object aio_extract_stack = asyncio.format_helpers.extract_stack
+cdef object aio_format_callback_source = asyncio.format_helpers._format_callback_source
+cdef object aio_format_handle = asyncio.base_events._format_handle
+cdef object aio_iscoroutine = asyncio.coroutines.iscoroutine
+cdef object aio_iscoroutinefunction = asyncio.coroutines.iscoroutinefunction
+cdef object aio_logger = asyncio.log.logger
+
+READ = FL_READ
+WRITE = FL_WRITE
+
+include "consts.pxi"
+include "handles.pyx"
+include "timers.pyx"
+include "poller.pyx"
+include "waker.pyx"
+include "coreloop.pyx"

@@ -1,0 +1,481 @@
+# CoreLoop: the hot part of the event loop (docs/core.md is the contract).
+#
+# The ready queue is a ring buffer of Handle pointers, each owning a reference; it
+# may hold any object with asyncio's Handle interface (_add_callback accepts
+# foreign handles), and ours are run without a Python-level method call.
+
+
+cdef int ready_grow(ReadyQueue *q) except -1:
+    cdef Py_ssize_t i, capacity = q.capacity * 2 if q.capacity else READY_INITIAL_CAPACITY
+    cdef PyObject **items = <PyObject **>PyMem_Malloc(capacity * sizeof(PyObject *))
+    if items is NULL:
+        raise MemoryError()
+    for i in range(q.size):
+        items[i] = q.items[(q.head + i) % q.capacity]
+    PyMem_Free(q.items)
+    q.items = items
+    q.head = 0
+    q.capacity = capacity
+    return 0
+
+
+cdef inline int ready_push(ReadyQueue *q, object handle) except -1:
+    if q.size == q.capacity:
+        ready_grow(q)
+    cdef Py_ssize_t tail = q.head + q.size
+    if tail >= q.capacity:
+        tail -= q.capacity
+    q.items[tail] = <PyObject *>handle
+    fl_incref(<PyObject *>handle)
+    q.size += 1
+    return 0
+
+
+cdef inline PyObject *ready_pop(ReadyQueue *q) noexcept:
+    """Take the oldest handle (the caller owns its reference), or NULL."""
+    if q.size == 0:
+        return NULL
+    cdef PyObject *item = q.items[q.head]
+    q.head += 1
+    if q.head == q.capacity:
+        q.head = 0
+    q.size -= 1
+    return item
+
+
+cdef object check_callback(object callback, str method):
+    if aio_iscoroutine(callback) or aio_iscoroutinefunction(callback):
+        raise TypeError(f'coroutines cannot be used with {method}()')
+    if not callable(callback):
+        raise TypeError(f'a callable object was expected by {method}(), got {callback!r}')
+
+
+cdef object fileobj_to_fd(object fileobj):
+    """selectors' rule: an int, or an object whose fileno() gives one."""
+    if isinstance(fileobj, int):
+        return fileobj
+    try:
+        return int(fileobj.fileno())
+    except (AttributeError, TypeError, ValueError):
+        raise ValueError(f'Invalid file object: {fileobj!r}') from None
+
+
+@cython.final
+cdef class FdWatch:
+    """What the loop watches on one fd: the interest mask and its two handles."""
+
+
+cdef class CoreLoop:
+    """The event loop's hot core: callbacks, timers, fd readiness, the iteration."""
+
+    def __cinit__(self, *args, **kwargs):
+        self._debug = False
+        self.slow_callback_duration = 0.1
+        self._clock_resolution = time_get_clock_info('monotonic').resolution
+        self.timers = TimerQueue()
+        self.poller = Poller()
+        self.waker = Waker()
+        self.poller.ctl(self.waker.rfd, 0, FL_READ)
+        self.fds = {}
+
+    def __dealloc__(self):
+        cdef PyObject *item
+        while True:
+            item = ready_pop(&self.ready)
+            if item is NULL:
+                break
+            rejoin_gc_if_shared(item)
+            fl_decref(item)
+        PyMem_Free(self.ready.items)
+
+    # -- state ------------------------------------------------------------------
+
+    def time(self):
+        return fl_monotonic()
+
+    def get_debug(self):
+        return self._debug
+
+    def is_running(self):
+        return self._thread_id is not None
+
+    def is_closed(self):
+        return self._closed
+
+    def _check_closed(self):
+        self.check_closed()
+
+    def _check_thread(self):
+        self.check_thread()
+
+    def _check_callback(self, callback, method):
+        check_callback(callback, method)
+
+    cdef int check_closed(self) except -1:
+        if self._closed:
+            raise RuntimeError('Event loop is closed')
+        return 0
+
+    cdef int check_thread(self) except -1:
+        if self._thread_id is not None and threading_get_ident() != self._thread_id:
+            raise RuntimeError('Non-thread-safe operation invoked on an event loop '
+                               'other than the current one')
+        return 0
+
+    def stop(self):
+        self._stopping = True
+
+    def close(self):
+        if self._thread_id is not None:
+            raise RuntimeError('Cannot close a running event loop')
+        if self._closed:
+            return
+        self._closed = True
+        self.clear_ready()
+        self.timers.clear_c()
+        self.fds = {}
+        self.poller.close()
+        self.waker.close_fds()
+
+    # -- callbacks --------------------------------------------------------------
+
+    cdef Handle new_handle(self, object callback, tuple args, object context):
+        # Both the handle and a context copied for it start outside the cycle
+        # collector; see rejoin_gc_if_shared in handles.pyx.
+        cdef Handle handle = Handle.__new__(Handle)
+        PyObject_GC_UnTrack(<PyObject *>handle)
+        handle._callback = callback
+        handle._args = args
+        handle._loop = self
+        if context is None:
+            context = PyContext_CopyCurrent()
+            PyObject_GC_UnTrack(<PyObject *>context)
+        handle._context = context
+        if self._debug:
+            handle._source_traceback = aio_extract_stack(sys_getframe(0))
+        return handle
+
+    cdef TimerHandle new_timer(self, double when, object callback, tuple args,
+                               object context):
+        cdef TimerHandle timer = TimerHandle.__new__(TimerHandle)
+        PyObject_GC_UnTrack(<PyObject *>timer)
+        timer.when_c = when
+        timer._callback = callback
+        timer._args = args
+        timer._loop = self
+        if context is None:
+            context = PyContext_CopyCurrent()
+            PyObject_GC_UnTrack(<PyObject *>context)
+        timer._context = context
+        if self._debug:
+            timer._source_traceback = aio_extract_stack(sys_getframe(0))
+        return timer
+
+    cdef int push_ready(self, Handle handle) except -1:
+        return ready_push(&self.ready, handle)
+
+    cdef int clear_ready(self) except -1:
+        # Detach first: releasing a handle may run code that schedules callbacks.
+        cdef ReadyQueue old = self.ready
+        cdef Py_ssize_t i
+        self.ready.items = NULL
+        self.ready.head = self.ready.size = self.ready.capacity = 0
+        for i in range(old.size):
+            rejoin_gc_if_shared(old.items[(old.head + i) % old.capacity])
+            fl_decref(old.items[(old.head + i) % old.capacity])
+        PyMem_Free(old.items)
+        return 0
+
+    def call_soon(self, callback, *args, context=None):
+        """Arrange for callback(*args) to be called soon, in FIFO order."""
+        if self._closed:
+            raise RuntimeError('Event loop is closed')
+        if self._debug:
+            self.check_thread()
+            check_callback(callback, 'call_soon')
+        cdef Handle handle = self.new_handle(callback, args, context)
+        ready_push(&self.ready, handle)
+        return handle
+
+    def call_soon_threadsafe(self, callback, *args, context=None):
+        """Like call_soon(), but callable from any thread: wakes the loop."""
+        if self._closed:
+            raise RuntimeError('Event loop is closed')
+        if self._debug:
+            check_callback(callback, 'call_soon_threadsafe')
+        cdef Handle handle = self.new_handle(callback, args, context)
+        ready_push(&self.ready, handle)
+        self.waker.wake_c()
+        return handle
+
+    def call_later(self, delay, callback, *args, context=None):
+        """Arrange for callback(*args) to be called after `delay` seconds."""
+        cdef double when
+        if delay is None:
+            raise TypeError('delay must not be None')
+        if type(delay) is float or type(delay) is int:
+            when = fl_monotonic() + <double>delay
+        else:
+            # Let Python raise the exact error asyncio's time() + delay raises.
+            when = fl_monotonic() + delay
+        return self.schedule(when, callback, args, context)
+
+    def call_at(self, when, callback, *args, context=None):
+        """Arrange for callback(*args) to be called at loop time `when`."""
+        if when is None:
+            raise TypeError('when cannot be None')
+        return self.schedule(when, callback, args, context)
+
+    cdef TimerHandle schedule(self, double when, object callback, tuple args,
+                              object context):
+        if self._closed:
+            raise RuntimeError('Event loop is closed')
+        if self._debug:
+            self.check_thread()
+            check_callback(callback, 'call_at')
+        cdef TimerHandle timer = self.new_timer(when, callback, args, context)
+        self.timers.push_c(timer)
+        return timer
+
+    def _add_callback(self, handle):
+        """Queue an existing handle (signal dispatch)."""
+        if not handle._cancelled:
+            ready_push(&self.ready, handle)
+
+    def _timer_handle_cancelled(self, handle):
+        """TimerHandle.cancel() of a foreign handle type reports here."""
+        if handle._scheduled:
+            self.timers.ncancelled += 1
+
+    def _write_to_self(self):
+        self.waker.wake_c()
+
+    # -- file descriptors -------------------------------------------------------
+
+    def add_reader(self, fd, callback, *args):
+        """Call callback(*args) whenever fd is readable."""
+        self.add_fd(fd, FL_READ, callback, args)
+
+    def add_writer(self, fd, callback, *args):
+        """Call callback(*args) whenever fd is writable."""
+        self.add_fd(fd, FL_WRITE, callback, args)
+
+    def remove_reader(self, fd):
+        """Stop watching fd for reading; True if a reader was registered."""
+        return self.remove_fd(fd, FL_READ)
+
+    def remove_writer(self, fd):
+        """Stop watching fd for writing; True if a writer was registered."""
+        return self.remove_fd(fd, FL_WRITE)
+
+    def _add_fd(self, fileobj, int event, callback, tuple args):
+        """Install the reader (event READ) or writer (WRITE) handle of fileobj."""
+        self.add_fd(fileobj, event, callback, args)
+
+    def _remove_fd(self, fileobj, int event):
+        """Drop the reader (event READ) or writer (WRITE) of fileobj; True if one was there."""
+        return self.remove_fd(fileobj, event)
+
+    def _lookup_fd(self, fileobj):
+        """The fd of fileobj, or of the registration made with this very object."""
+        return self.lookup_fd(fileobj)
+
+    cdef int lookup_fd(self, object fileobj) except? -1:
+        # As with selectors, a socket closed since it was registered (fileno() now
+        # -1) is still found by identity, so that it can be removed.
+        cdef FdWatch watch
+        try:
+            fd = fileobj_to_fd(fileobj)
+            if fd < 0:
+                raise ValueError(f'Invalid file descriptor: {fd}')
+            return fd
+        except ValueError:
+            for fd, watch in self.fds.items():
+                if watch.fileobj is fileobj:
+                    return fd
+            raise
+
+    cdef Handle add_fd(self, object fileobj, int event, object callback, tuple args):
+        fd_obj = fileobj_to_fd(fileobj)
+        self.check_closed()
+        if fd_obj < 0:
+            raise ValueError(f'Invalid file descriptor: {fd_obj}')
+        cdef int fd = fd_obj
+        cdef Handle handle = self.new_handle(callback, args, None)
+        track_handle(<PyObject *>handle)  # it lives in the fd table, shared with users
+        cdef FdWatch watch = self.fds.get(fd)
+        cdef int old_events = watch.events if watch is not None else 0
+        # The poller first: if it refuses the fd (EPERM, EBADF), nothing changed.
+        if old_events | event != old_events:
+            self.poller.ctl(fd, old_events, old_events | event)
+        if watch is None:
+            watch = FdWatch.__new__(FdWatch)
+            self.fds[fd] = watch
+        watch.fileobj = fileobj
+        watch.events = old_events | event
+        if event == FL_READ:
+            old, watch.reader = watch.reader, handle
+        else:
+            old, watch.writer = watch.writer, handle
+        if old is not None:
+            (<Handle>old)._cancel_c()
+        return handle
+
+    cdef bint remove_fd(self, object fileobj, int event) except -1:
+        if self._closed:
+            return False
+        cdef int fd = self.lookup_fd(fileobj)
+        cdef FdWatch watch = self.fds.get(fd)
+        if watch is None:
+            return False
+        cdef int new_events = watch.events & ~event
+        if new_events != watch.events:
+            self.poller.ctl(fd, watch.events, new_events)
+        if new_events:
+            watch.events = new_events
+        else:
+            del self.fds[fd]
+        if event == FL_READ:
+            old, watch.reader = watch.reader, None
+        else:
+            old, watch.writer = watch.writer, None
+        if old is None:
+            return False
+        (<Handle>old)._cancel_c()
+        return True
+
+    cdef int fd_ready(self, int fd, int events) except -1:
+        if fd == self.waker.rfd:
+            self.waker.drain_c()
+            return 0
+        cdef FdWatch watch = self.fds.get(fd)
+        if watch is None:
+            # Not ours any more (a dup of a closed fd keeps reporting): silence it.
+            fl_poller_forget(self.poller.fd, fd)
+            return 0
+        cdef Handle reader = watch.reader, writer = watch.writer
+        if events & FL_READ and reader is not None:
+            if reader._cancelled:
+                self.remove_fd(fd, FL_READ)
+            else:
+                ready_push(&self.ready, reader)
+        if events & FL_WRITE and writer is not None:
+            if writer._cancelled:
+                self.remove_fd(fd, FL_WRITE)
+            else:
+                ready_push(&self.ready, writer)
+        return 0
+
+    # -- the iteration ----------------------------------------------------------
+
+    cdef int poll_timeout_ms(self) except? -2:
+        cdef double when = self.timers.first_when_c()
+        if self.ready.size or self._stopping:
+            return 0
+        if self.timers.size == 0:
+            return -1
+        cdef double delay = when - fl_monotonic()
+        if delay <= 0:
+            return 0
+        if delay > MAX_POLL_TIMEOUT:
+            delay = MAX_POLL_TIMEOUT
+        # Round up: waking a little late is fine, waking early means spinning.
+        return <int>ceil(delay * 1000.0)
+
+    cdef int run_once(self) except -1:
+        cdef Py_ssize_t i, n
+        cdef PyObject *item
+        cdef TimerHandle timer
+        cdef fl_event *events
+
+        self.timers.compact_if_worth_it()
+        cdef int timeout_ms = self.poll_timeout_ms()
+        # With nothing but the waker registered, a zero-timeout poll can only report
+        # the waker, whose sole job is to end a sleep; skip that syscall.
+        if timeout_ms != 0 or self.fds:
+            n = self.poller.wait(timeout_ms)
+            events = self.poller.events
+            for i in range(n):
+                self.fd_ready(events[i].fd, events[i].events)
+
+        cdef double end = fl_monotonic() + self._clock_resolution
+        while True:
+            timer = self.timers.pop_due_c(end)
+            if timer is None:
+                break
+            ready_push(&self.ready, timer)
+
+        # Run exactly the callbacks ready now; those they schedule wait a turn.
+        n = self.ready.size
+        for i in range(n):
+            item = ready_pop(&self.ready)
+            if item is NULL:
+                break
+            obj = <object>item
+            fl_decref(item)  # `obj` holds the queue's reference now
+            if not isinstance(obj, Handle):
+                if not obj._cancelled:
+                    self.run_foreign(obj)
+                continue
+            if not (<Handle>obj)._cancelled:
+                if self._debug:
+                    self.run_debug(obj)
+                else:
+                    (<Handle>obj)._run_c()
+            rejoin_gc_if_shared(<PyObject *>obj)
+        return 0
+
+    cdef int run_foreign(self, object handle) except -1:
+        if self._debug:
+            self.run_debug(handle)
+        else:
+            handle._run()
+        return 0
+
+    cdef int run_debug(self, object handle) except -1:
+        self._current_handle = handle
+        try:
+            t0 = fl_monotonic()
+            if isinstance(handle, Handle):
+                (<Handle>handle)._run_c()
+            else:
+                handle._run()
+            dt = fl_monotonic() - t0
+            if dt >= self.slow_callback_duration:
+                aio_logger.warning('Executing %s took %.3f seconds',
+                                   aio_format_handle(handle), dt)
+        finally:
+            self._current_handle = None
+        return 0
+
+    def _process_events(self, events):
+        """Queue the reader/writer handles of polled (fd, events) pairs."""
+        for fd, mask in events:
+            self.fd_ready(fd, mask)
+
+    def _run_ready_debug(self, Py_ssize_t ntodo):
+        """Run ntodo ready handles the debug way (_current_handle, slow warnings)."""
+        cdef PyObject *item
+        for _ in range(ntodo):
+            item = ready_pop(&self.ready)
+            if item is NULL:
+                break
+            obj = <object>item
+            fl_decref(item)
+            if not obj._cancelled:
+                self.run_debug(obj)
+            rejoin_gc_if_shared(<PyObject *>obj)
+
+    def _run_once(self):
+        """One iteration: poll, queue fd callbacks and due timers, run what is ready."""
+        self.run_once()
+
+    def _run_until_stopped(self):
+        """Run iterations until stop() was called."""
+        try:
+            while True:
+                self.run_once()
+                if self._stopping:
+                    break
+        finally:
+            self._stopping = False

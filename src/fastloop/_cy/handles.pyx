@@ -1,0 +1,208 @@
+# Handle and TimerHandle: asyncio.Handle and asyncio.TimerHandle as cdef classes.
+#
+# The loop makes them through CoreLoop.new_handle/new_timer, which skip __init__;
+# the constructors below exist for code that builds handles itself. Their repr is
+# asyncio's own (_repr_info is borrowed, not rewritten).
+
+# asyncio 3.13 formats callbacks differently in debug mode.
+cdef bint FORMAT_TAKES_DEBUG = sys_version_info >= (3, 13)
+
+
+cdef object format_callback(Handle handle):
+    if FORMAT_TAKES_DEBUG:
+        return aio_format_callback_source(handle._callback, handle._args,
+                                          debug=handle._loop.get_debug())
+    return aio_format_callback_source(handle._callback, handle._args)
+
+
+# Most handles live and die inside the loop: the queue holds the only reference
+# from call_soon() to the callback's return. Tracking each one (and the context
+# copied for it) in the cycle collector costs far more than running it, since
+# 100k queued handles make the collector sweep them again and again. So the
+# loop's factories untrack both (coreloop.pyx), and a handle goes back to the
+# collector, with its context, at the moment the loop drops its reference while
+# someone else still holds one: only from then on can it be part of a cycle the
+# loop does not keep alive anyway.
+
+cdef inline void track_context(object context) noexcept:
+    # CPython's Context dealloc unlinks the object from the collector
+    # unconditionally: an untracked Context must be tracked again before it dies.
+    if PyContext_CheckExact(context) and not PyObject_GC_IsTracked(<PyObject *>context):
+        PyObject_GC_Track(<PyObject *>context)
+
+
+cdef inline void track_handle(PyObject *handle) noexcept:
+    if (fl_type(handle) is <void *>Handle or fl_type(handle) is <void *>TimerHandle) \
+            and not PyObject_GC_IsTracked(handle):
+        PyObject_GC_Track(handle)
+        track_context((<Handle>handle)._context)
+
+
+cdef inline void rejoin_gc_if_shared(PyObject *handle) noexcept:
+    """Call when the loop is about to drop its one reference to `handle`."""
+    if fl_refcnt(handle) > 1:
+        track_handle(handle)
+
+
+cdef inline bint loop_debug(object loop) except -1:
+    if isinstance(loop, CoreLoop):
+        return (<CoreLoop>loop)._debug
+    return loop.get_debug()
+
+
+@cython.freelist(256)
+cdef class Handle:
+    """Object returned by callback registration methods."""
+
+    def __init__(self, callback, args, loop, context=None):
+        if context is None:
+            context = PyContext_CopyCurrent()
+        self._context = context
+        self._loop = loop
+        self._callback = callback
+        self._args = args
+        self._cancelled = False
+        self._repr = None
+        if loop_debug(loop):
+            # No Python frame stands for this Cython method, so frame 0 is the caller.
+            self._source_traceback = aio_extract_stack(sys_getframe(0))
+        else:
+            self._source_traceback = None
+
+    def __dealloc__(self):
+        track_context(self._context)
+
+    def _repr_info(self):
+        return aio_Handle_repr_info(self)
+
+    def __repr__(self):
+        if self._repr is not None:
+            return self._repr
+        return '<{}>'.format(' '.join(self._repr_info()))
+
+    def cancel(self):
+        self._cancel_c()
+
+    cdef int _cancel_c(self) except -1:
+        if self._cancelled:
+            return 0
+        self._cancelled = True
+        if loop_debug(self._loop):
+            # Keep callback and arguments visible, e.g. for "Executing <Handle ...>".
+            self._repr = repr(self)
+        self._callback = None
+        self._args = None
+        return 0
+
+    def cancelled(self):
+        return self._cancelled
+
+    def get_context(self):
+        return self._context
+
+    def _run(self):
+        self._run_c()
+
+    cdef int _run_c(self) except -1:
+        # Locals keep callback and arguments alive even if the callback cancels us.
+        cdef object callback = self._callback
+        cdef object args = self._args
+        cdef object context = self._context
+        try:
+            if type(args) is not tuple:
+                args = tuple(args)
+            if not PyContext_CheckExact(context):
+                # A duck-typed context: asyncio only ever calls its run() method.
+                context.run(callback, *args)
+            else:
+                PyContext_Enter(context)
+                try:
+                    if len(<tuple>args) == 0:
+                        PyObject_CallNoArgs(callback)
+                    else:
+                        PyObject_Call(callback, args, NULL)
+                finally:
+                    PyContext_Exit(context)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._report(exc)
+        return 0
+
+    def _report(self, exc):
+        """Hand an exception raised by the callback to the loop's exception handler."""
+        context = {
+            'message': f'Exception in callback {format_callback(self)}',
+            'exception': exc,
+            'handle': self,
+        }
+        if self._source_traceback:
+            context['source_traceback'] = self._source_traceback
+        self._loop.call_exception_handler(context)
+
+
+# Cython keeps freelists for base classes only; timers come from the general allocator.
+cdef class TimerHandle(Handle):
+    """Object returned by timed callback registration methods.
+
+    The deadline is kept as a C double, so when() is always a float.
+    """
+
+    def __init__(self, when, callback, args, loop, context=None):
+        self.when_c = when
+        Handle.__init__(self, callback, args, loop, context)
+        self._scheduled = False
+
+    @property
+    def _when(self):
+        return self.when_c
+
+    def when(self):
+        """Return the scheduled time, on the loop.time() clock."""
+        return self.when_c
+
+    def _repr_info(self):
+        info = aio_Handle_repr_info(self)
+        info.insert(2 if self._cancelled else 1, f'when={self.when_c}')
+        return info
+
+    cdef int _cancel_c(self) except -1:
+        if not self._cancelled:
+            loop = self._loop
+            if isinstance(loop, CoreLoop):
+                if self._scheduled:
+                    (<CoreLoop>loop).timers.ncancelled += 1
+            else:
+                loop._timer_handle_cancelled(self)
+        return Handle._cancel_c(self)
+
+    def __hash__(self):
+        return hash(self.when_c)
+
+    def __eq__(self, other):
+        cdef TimerHandle o
+        if not isinstance(other, TimerHandle):
+            return NotImplemented
+        o = <TimerHandle>other
+        return (self.when_c == o.when_c and self._callback == o._callback
+                and self._args == o._args and self._cancelled == o._cancelled)
+
+    def __lt__(self, other):
+        if not isinstance(other, TimerHandle):
+            return NotImplemented
+        return self.when_c < (<TimerHandle>other).when_c
+
+    def __le__(self, other):
+        if not isinstance(other, TimerHandle):
+            return NotImplemented
+        return self.when_c < (<TimerHandle>other).when_c or self == other
+
+    def __gt__(self, other):
+        if not isinstance(other, TimerHandle):
+            return NotImplemented
+        return self.when_c > (<TimerHandle>other).when_c
+
+    def __ge__(self, other):
+        if not isinstance(other, TimerHandle):
+            return NotImplemented
+        return self.when_c > (<TimerHandle>other).when_c or self == other

@@ -1,0 +1,99 @@
+# Poller: the kernel readiness facility behind one small interface.
+#
+# The backend (epoll or kqueue) is C, chosen in includes/compat.h. The loop uses
+# ctl() and wait() and reads the `events` buffer; modify/poll/invalidate are the
+# Python-visible interface shared with the pure-Python core.
+
+
+cdef int seconds_to_ms(object timeout) except? -2:
+    """A poll timeout in whole milliseconds, rounded up; -1 blocks."""
+    if timeout is None:
+        return -1
+    cdef double seconds = timeout
+    if seconds != seconds:
+        return 0
+    if seconds < 0:
+        return -1
+    if seconds > MAX_POLL_TIMEOUT:
+        seconds = MAX_POLL_TIMEOUT
+    return <int>ceil(seconds * 1000.0)
+
+
+@cython.final
+cdef class Poller:
+    """epoll (Linux) or kqueue (macOS, BSD); READ|WRITE interest per fd."""
+
+    def __cinit__(self):
+        self.fd = -1
+        self.events = <fl_event *>PyMem_Malloc(POLL_MAX_EVENTS * sizeof(fl_event))
+        if self.events is NULL:
+            raise MemoryError()
+        cdef int fd = fl_poller_open()
+        if fd < 0:
+            PyErr_SetFromErrno(OSError)
+        self.fd = fd
+
+    def __dealloc__(self):
+        if self.fd >= 0:
+            close(self.fd)
+        PyMem_Free(self.events)
+
+    @property
+    def name(self):
+        return FL_POLLER_NAME.decode()
+
+    def fileno(self):
+        return self.fd
+
+    def close(self):
+        if self.fd >= 0:
+            close(self.fd)
+            self.fd = -1
+
+    def modify(self, int fd, int events):
+        """Watch fd for `events` (READ|WRITE); 0 forgets it."""
+        self.ctl(fd, FL_UNKNOWN, events)
+
+    def invalidate(self, int fd):
+        """The fd is closing: forget it now, so that a dup of it cannot report events."""
+        if self.fd >= 0:
+            fl_poller_forget(self.fd, fd)
+
+    def _unregister(self, int fd):
+        """Forget fd; an fd already gone (closed, never added) is not an error."""
+        self.ctl(fd, FL_UNKNOWN, 0)
+
+    def poll(self, timeout=None):
+        """Wait up to `timeout` seconds (None or negative: forever); [(fd, events)]."""
+        cdef int i, n = self.wait(seconds_to_ms(timeout))
+        return [(self.events[i].fd, self.events[i].events) for i in range(n)]
+
+    cdef int ctl(self, int fd, int old_events, int new_events) except -1:
+        if self.fd < 0:
+            raise ValueError('I/O operation on closed poller')
+        if fl_poller_ctl(self.fd, fd, old_events, new_events) < 0:
+            PyErr_SetFromErrno(OSError)
+        return 0
+
+    cdef int wait(self, int timeout_ms) except -1:
+        cdef int n, err = 0
+        if self.fd < 0:
+            raise ValueError('I/O operation on closed poller')
+        if timeout_ms == 0:
+            n = fl_poller_wait(self.fd, self.events, POLL_MAX_EVENTS, 0)
+            if n < 0:
+                err = errno
+        else:
+            # Other threads run while we sleep (call_soon_threadsafe wakes us).
+            with nogil:
+                n = fl_poller_wait(self.fd, self.events, POLL_MAX_EVENTS, timeout_ms)
+                if n < 0:
+                    err = errno
+        if n >= 0:
+            return n
+        if err == EINTR:
+            # A signal arrived: run the Python handlers now (KeyboardInterrupt
+            # propagates from here) and let the loop iterate with no events.
+            PyErr_CheckSignals()
+            return 0
+        raise OSError(err, os_strerror(err))

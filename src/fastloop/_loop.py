@@ -1,0 +1,192 @@
+"""The part of the loop that is not hot, written once in Python over either core.
+
+``loop_class_for(core)`` builds ``Loop(LoopMixin, core.CoreLoop,
+asyncio.AbstractEventLoop)``; the core owns the ready queue, timers, poller and
+``_run_until_stopped`` (see docs/core.md), ``LoopMixin`` everything around them.
+Where asyncio's own ``BaseEventLoop`` method only touches state this mixin or the
+core provides, it is bound here as is (see ``LoopMixin``'s borrowed block), so
+its behaviour follows the running interpreter's version exactly.
+"""
+
+import asyncio
+import functools
+import sys
+import threading
+import weakref
+from asyncio import base_events, coroutines, events
+from asyncio.log import logger
+
+from . import _impl
+from ._unix import SignalMixin
+
+# The networking half of AbstractEventLoop, not written yet: the inherited
+# AbstractEventLoop methods raise NotImplementedError. Names this interpreter's
+# AbstractEventLoop lacks (sock_recvfrom and friends before 3.11) are left out.
+NOT_YET_IMPLEMENTED = tuple(
+    name
+    for name in (
+        "create_connection",
+        "create_server",
+        "sendfile",
+        "start_tls",
+        "create_unix_connection",
+        "create_unix_server",
+        "connect_accepted_socket",
+        "create_datagram_endpoint",
+        "connect_read_pipe",
+        "connect_write_pipe",
+        "subprocess_shell",
+        "subprocess_exec",
+        "sock_recv",
+        "sock_recv_into",
+        "sock_recvfrom",
+        "sock_recvfrom_into",
+        "sock_sendall",
+        "sock_sendto",
+        "sock_connect",
+        "sock_accept",
+        "sock_sendfile",
+    )
+    if hasattr(asyncio.AbstractEventLoop, name)
+)
+
+_BaseEventLoop = base_events.BaseEventLoop
+
+
+class LoopMixin(SignalMixin):
+    """asyncio's loop API around a core: running, closing, tasks, executors, errors."""
+
+    def __init__(self):
+        super().__init__()
+        self._exception_handler = None
+        self._task_factory = None
+        self._default_executor = None
+        self._executor_shutdown_called = False
+        # Async generators first iterated under this loop, finalised by
+        # shutdown_asyncgens(); weak so that collected ones drop out.
+        self._asyncgens = weakref.WeakSet()
+        self._asyncgens_shutdown_called = False
+        self._coroutine_origin_tracking_enabled = False
+        self._coroutine_origin_tracking_saved_depth = None
+        self._old_agen_hooks = None
+        # PYTHONASYNCIODEBUG or -X dev, read at construction as asyncio does.
+        self.set_debug(coroutines._is_debug_mode())
+
+    # --- Borrowed from asyncio.base_events.BaseEventLoop ----------------------
+    # Bound as they are, so each interpreter version gets its own semantics
+    # (set_default_executor: DeprecationWarning on 3.10, TypeError later;
+    # shutdown_default_executor: timeout= from 3.12; create_task: context= from
+    # 3.11; call_exception_handler: runs the handler in the task's context on
+    # 3.13). Besides the core's public methods, they read and write only:
+    #   core:  _debug, _current_handle, slow_callback_duration, _check_closed()
+    #   mixin: _exception_handler, _task_factory, _default_executor,
+    #          _executor_shutdown_called, _asyncgens, _asyncgens_shutdown_called,
+    #          _coroutine_origin_tracking_enabled and _saved_depth
+    # and call each other (_check_default_executor, _check_running,
+    # _do_shutdown, _getaddrinfo_debug) and the core's _check_callback (which
+    # run_in_executor uses in debug mode). These are the names
+    # their code objects use on 3.10 to 3.13 (checked via __code__.co_names).
+    __repr__ = _BaseEventLoop.__repr__
+    # ResourceWarning 'unclosed event loop', then close() if not running.
+    __del__ = _BaseEventLoop.__del__
+    create_future = _BaseEventLoop.create_future
+    create_task = _BaseEventLoop.create_task
+    set_task_factory = _BaseEventLoop.set_task_factory
+    get_task_factory = _BaseEventLoop.get_task_factory
+    run_until_complete = _BaseEventLoop.run_until_complete
+    _check_running = _BaseEventLoop._check_running
+    set_debug = _BaseEventLoop.set_debug
+    _set_coroutine_origin_tracking = _BaseEventLoop._set_coroutine_origin_tracking
+    get_exception_handler = _BaseEventLoop.get_exception_handler
+    set_exception_handler = _BaseEventLoop.set_exception_handler
+    default_exception_handler = _BaseEventLoop.default_exception_handler
+    call_exception_handler = _BaseEventLoop.call_exception_handler
+    run_in_executor = _BaseEventLoop.run_in_executor
+    set_default_executor = _BaseEventLoop.set_default_executor
+    _check_default_executor = _BaseEventLoop._check_default_executor
+    shutdown_default_executor = _BaseEventLoop.shutdown_default_executor
+    _do_shutdown = _BaseEventLoop._do_shutdown
+    getaddrinfo = _BaseEventLoop.getaddrinfo
+    _getaddrinfo_debug = _BaseEventLoop._getaddrinfo_debug
+    getnameinfo = _BaseEventLoop.getnameinfo
+    shutdown_asyncgens = _BaseEventLoop.shutdown_asyncgens
+    _asyncgen_firstiter_hook = _BaseEventLoop._asyncgen_firstiter_hook
+    _asyncgen_finalizer_hook = _BaseEventLoop._asyncgen_finalizer_hook
+    # --- end of borrowed block ------------------------------------------------
+
+    def run_forever(self):
+        """Run until stop() is called."""
+        # Set up outside the try: if a check fails, nothing was changed, and
+        # the finally must not clear the running loop of whoever is running.
+        self._run_forever_setup()
+        try:
+            self._run_until_stopped()
+        finally:
+            self._run_forever_cleanup()
+
+    def _run_forever_setup(self):
+        """Check the loop may run, then make it the running loop of this thread.
+
+        Named as in asyncio 3.13, where GUI integrations call it and
+        _run_forever_cleanup around their own iteration.
+        """
+        self._check_closed()
+        self._check_running()
+        self._set_coroutine_origin_tracking(self._debug)
+        self._old_agen_hooks = sys.get_asyncgen_hooks()
+        self._thread_id = threading.get_ident()
+        sys.set_asyncgen_hooks(
+            firstiter=self._asyncgen_firstiter_hook,
+            finalizer=self._asyncgen_finalizer_hook,
+        )
+        events._set_running_loop(self)
+
+    def _run_forever_cleanup(self):
+        """Undo _run_forever_setup, also after an exception escaped a callback."""
+        # The core clears _stopping only when _run_until_stopped returns.
+        self._stopping = False
+        self._thread_id = None
+        events._set_running_loop(None)
+        self._set_coroutine_origin_tracking(False)
+        if self._old_agen_hooks is not None:
+            sys.set_asyncgen_hooks(*self._old_agen_hooks)
+            self._old_agen_hooks = None
+
+    def close(self):
+        """Close the loop: signal handlers, then the core, then the executor.
+
+        The default executor is shut down without waiting for its threads;
+        await shutdown_default_executor() first to wait for them.
+        """
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if self.is_closed():
+            return
+        # Before the core closes, while remove_reader still reaches the poller.
+        self._close_signals()
+        if self._debug:
+            logger.debug("Close %r", self)
+        super().close()
+        self._executor_shutdown_called = True
+        executor = self._default_executor
+        if executor is not None:
+            self._default_executor = None
+            executor.shutdown(wait=False)
+
+
+@functools.cache
+def loop_class_for(core):
+    """Return the Loop class over ``core`` (fastloop._py or fastloop._cy), made once."""
+    return type(
+        "Loop",
+        (LoopMixin, core.CoreLoop, asyncio.AbstractEventLoop),
+        {
+            "__module__": __name__,
+            "__doc__": "An asyncio event loop over fastloop's core.",
+            # Signal handles must be the core's own: _add_callback queues only those.
+            "_Handle": core.Handle,
+        },
+    )
+
+
+Loop = loop_class_for(_impl.core)

@@ -1,0 +1,101 @@
+"""Ways to get fastloop loops: ``new_event_loop``, ``run``, ``Policy`` and ``install``.
+
+Python 3.14 deprecates event loop policies (removal planned for 3.16): the
+public policy names and get/set_event_loop_policy() warn there. ``run`` and
+``new_event_loop`` never touch policies; ``Policy`` subclasses a class that does
+not warn on any version; ``install`` says itself that it is deprecated on 3.14+.
+"""
+
+import asyncio
+import sys
+import warnings
+from asyncio import coroutines, events
+
+from ._loop import Loop
+
+if sys.version_info >= (3, 14):
+    # The platform default adds nothing but its loop class there, and the
+    # public name (asyncio.DefaultEventLoopPolicy) warns when looked up.
+    _DefaultPolicy = events._BaseDefaultEventLoopPolicy
+else:
+    # On Unix this keeps the child watcher API of 3.10-3.13 working.
+    _DefaultPolicy = asyncio.DefaultEventLoopPolicy
+
+
+def new_event_loop():
+    """Return a new fastloop event loop."""
+    return Loop()
+
+
+class Policy(_DefaultPolicy):
+    """asyncio's default event loop policy, except that it makes fastloop loops."""
+
+    def new_event_loop(self):
+        """Return a new fastloop event loop."""
+        return new_event_loop()
+
+
+def install():
+    """Set a fastloop Policy as asyncio's event loop policy.
+
+    Deprecated on Python 3.14+, as policies are: prefer ``fastloop.run(main())``
+    or ``asyncio.run(main(), loop_factory=fastloop.new_event_loop)``.
+    """
+    if sys.version_info >= (3, 14):
+        warnings.warn(
+            "fastloop.install() is deprecated on Python 3.14 and later, as asyncio "
+            "event loop policies are; use fastloop.run(main()) or "
+            "asyncio.run(main(), loop_factory=fastloop.new_event_loop)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        # The private setter: our warning above is the one the caller should see.
+        events._set_event_loop_policy(Policy())
+    else:
+        asyncio.set_event_loop_policy(Policy())
+
+
+def _check_not_running():
+    """Refuse, with asyncio.run()'s error, to nest inside a running loop."""
+    if events._get_running_loop() is not None:
+        raise RuntimeError("asyncio.run() cannot be called from a running event loop")
+
+
+if sys.version_info >= (3, 11):
+
+    def run(main, *, debug=None):
+        """Run coroutine ``main`` in a new fastloop loop and return its result.
+
+        asyncio.run() with fastloop's loop: the loop is not set as the current
+        event loop, and is closed after remaining tasks are cancelled and async
+        generators and the default executor are shut down.
+        """
+        _check_not_running()
+        with asyncio.Runner(loop_factory=new_event_loop, debug=debug) as runner:
+            return runner.run(main)
+
+else:
+    from asyncio.runners import _cancel_all_tasks
+
+    def run(main, *, debug=None):
+        """Run coroutine ``main`` in a new fastloop loop and return its result.
+
+        What asyncio.Runner(loop_factory=...) does on 3.11+, built from the
+        pieces 3.10's asyncio.run() uses (there is no Runner, and so no special
+        SIGINT handling, on 3.10).
+        """
+        _check_not_running()
+        if not coroutines.iscoroutine(main):
+            raise ValueError(f"a coroutine was expected, got {main!r}")
+        loop = new_event_loop()
+        try:
+            if debug is not None:
+                loop.set_debug(debug)
+            return loop.run_until_complete(main)
+        finally:
+            try:
+                _cancel_all_tasks(loop)
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_default_executor())
+            finally:
+                loop.close()

@@ -1,0 +1,382 @@
+"""CoreLoop: the hot half of the loop — ready queue, timers, fd callbacks, one iteration.
+
+Semantics and error messages are asyncio's (base_events.py, selector_events.py);
+docs/core.md is the contract. The mixin in fastloop/_loop.py adds run_forever()
+and everything else around it.
+"""
+
+import threading
+import time
+from asyncio import base_events as aio_base_events
+from asyncio import coroutines as aio_coroutines
+from asyncio.log import logger
+from collections import deque
+from contextvars import copy_context
+from math import ceil
+from selectors import _fileobj_to_fd
+
+from .handles import Handle, TimerHandle, new_handle, new_timer
+from .poller import READ, WRITE, Poller
+from .timers import TimerQueue
+from .waker import Waker
+
+_monotonic = time.monotonic
+_new = object.__new__
+
+# asyncio's MAXIMUM_SELECT_TIMEOUT: the longest single poll, in seconds. It also
+# keeps a huge or infinite deadline from overflowing the poll's timeout.
+MAX_POLL_TIMEOUT = 24 * 3600
+
+
+def _mask(entry):
+    """Return the READ|WRITE mask an ``_fds`` entry needs."""
+    return (READ if entry[0] is not None else 0) | (WRITE if entry[1] is not None else 0)
+
+
+class CoreLoop:
+    """Ready queue, timers and fd callbacks of an asyncio loop, and its iteration."""
+
+    def __init__(self):
+        self._debug = False
+        self.slow_callback_duration = 0.1
+        self._thread_id = None
+        self._stopping = False
+        self._closed = False
+        self._current_handle = None
+        self._clock_resolution = time.get_clock_info("monotonic").resolution
+        self._ready = deque()
+        self._timers = TimerQueue()
+        # fd -> [reader Handle or None, writer Handle or None, the object it was added as];
+        # entry[READ - 1] is the reader, entry[WRITE - 1] the writer.
+        self._fds = {}
+        self._poller = Poller()
+        self._waker = Waker()
+        self._poller.modify(self._waker.fileno(), READ)
+
+    # --- state ----------------------------------------------------------------
+
+    def time(self):
+        """Return the loop's clock: time.monotonic()."""
+        return _monotonic()
+
+    def get_debug(self):
+        return self._debug
+
+    def is_running(self):
+        """Return True if the event loop is running."""
+        return self._thread_id is not None
+
+    def is_closed(self):
+        """Return True if the event loop was closed."""
+        return self._closed
+
+    def _check_closed(self):
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+
+    def _check_thread(self):
+        """Raise unless called from the thread running the loop (debug mode only)."""
+        if self._thread_id is None:
+            return
+        if threading.get_ident() != self._thread_id:
+            raise RuntimeError(
+                "Non-thread-safe operation invoked on an event loop other than the current one"
+            )
+
+    def _check_callback(self, callback, method):
+        if aio_coroutines.iscoroutine(callback) or aio_coroutines.iscoroutinefunction(callback):
+            raise TypeError(f"coroutines cannot be used with {method}()")
+        if not callable(callback):
+            raise TypeError(f"a callable object was expected by {method}(), got {callback!r}")
+
+    # --- callbacks ------------------------------------------------------------
+
+    def call_soon(self, callback, *args, context=None):
+        """Arrange for a callback to be called as soon as possible (FIFO)."""
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, "call_soon")
+            handle = Handle(callback, args, self, context)
+            del handle._source_traceback[-1]
+        else:
+            # new_handle() written out: this is the hottest entry point of all
+            # (every task step comes through here), and a call less is ~10% of it.
+            handle = _new(Handle)
+            handle._callback = callback
+            handle._args = args
+            handle._cancelled = False
+            handle._loop = self
+            handle._repr = None
+            handle._context = copy_context() if context is None else context
+            handle._source_traceback = None
+        self._ready.append(handle)
+        return handle
+
+    def call_soon_threadsafe(self, callback, *args, context=None):
+        """Like call_soon(), but callable from any thread: wakes the loop."""
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        if self._debug:
+            self._check_callback(callback, "call_soon_threadsafe")
+            handle = Handle(callback, args, self, context)
+            del handle._source_traceback[-1]
+        else:
+            handle = new_handle(callback, args, self, context)
+        # Append first, wake second: the order waker.py's proof relies on.
+        self._ready.append(handle)
+        self._waker.wake()
+        return handle
+
+    def call_later(self, delay, callback, *args, context=None):
+        """Arrange for a callback to be called ``delay`` seconds from now."""
+        if delay is None:
+            raise TypeError("delay must not be None")
+        when = self.time() + delay
+        # call_at() written out (one call less per timer), with its checks and
+        # its method name in messages, as asyncio's call_later goes through call_at.
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, "call_at")
+            timer = TimerHandle(when, callback, args, self, context)
+            del timer._source_traceback[-1]
+        else:
+            timer = new_timer(when, callback, args, self, context)
+        self._timers.push(timer)
+        return timer
+
+    def call_at(self, when, callback, *args, context=None):
+        """Arrange for a callback to be called at ``when``, on the clock of time()."""
+        if when is None:
+            raise TypeError("when cannot be None")
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, "call_at")
+            timer = TimerHandle(when, callback, args, self, context)
+            del timer._source_traceback[-1]
+        else:
+            timer = new_timer(when, callback, args, self, context)
+        self._timers.push(timer)
+        return timer
+
+    def _add_callback(self, handle):
+        """Queue an existing Handle, unless it is cancelled."""
+        if not handle._cancelled:
+            self._ready.append(handle)
+
+    def _timer_handle_cancelled(self, handle):
+        """Called by TimerHandle.cancel(): one more dead entry in the heap."""
+        self._timers.note_cancelled(handle)
+
+    def _write_to_self(self):
+        """Wake a sleeping poll (coalesced)."""
+        self._waker.wake()
+
+    # --- file descriptors -----------------------------------------------------
+
+    def add_reader(self, fd, callback, *args):
+        """Call ``callback(*args)`` whenever ``fd`` is readable."""
+        self._add_fd(fd, READ, callback, args)
+
+    def add_writer(self, fd, callback, *args):
+        """Call ``callback(*args)`` whenever ``fd`` is writable."""
+        self._add_fd(fd, WRITE, callback, args)
+
+    def remove_reader(self, fd):
+        """Stop watching ``fd`` for reading; return whether it was watched."""
+        return self._remove_fd(fd, READ)
+
+    def remove_writer(self, fd):
+        """Stop watching ``fd`` for writing; return whether it was watched."""
+        return self._remove_fd(fd, WRITE)
+
+    def _add_fd(self, fileobj, event, callback, args):
+        """Install the reader (``event`` READ) or writer (WRITE) Handle of ``fileobj``."""
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        fd = _fileobj_to_fd(fileobj)
+        handle = Handle(callback, args, self, None)
+        entry = self._fds.get(fd)
+        if entry is None:
+            entry = [None, None, fileobj]
+            old = None
+        else:
+            old = entry[event - 1]
+        # The poller first: if it refuses the fd (EPERM), nothing changed.
+        self._poller.modify(fd, _mask(entry) | event)
+        entry[event - 1] = handle
+        self._fds[fd] = entry
+        if old is not None:
+            old.cancel()
+
+    def _remove_fd(self, fileobj, event):
+        """Drop the reader (``event`` READ) or writer (WRITE) of ``fileobj``.
+
+        Return True if there was one.
+        """
+        if self._closed:
+            return False
+        fd = self._lookup_fd(fileobj)
+        entry = self._fds.get(fd)
+        if entry is None:
+            return False
+        old = entry[event - 1]
+        entry[event - 1] = None
+        events = _mask(entry)
+        if not events:
+            del self._fds[fd]
+        self._poller.modify(fd, events)
+        if old is None:
+            return False
+        old.cancel()
+        return True
+
+    def _lookup_fd(self, fileobj):
+        """Return the fd of ``fileobj``, or of the registration made with this very object.
+
+        As with selectors, a socket closed since it was added (fileno() -1) is
+        still found by identity, so that it can be removed.
+        """
+        try:
+            return _fileobj_to_fd(fileobj)
+        except ValueError:
+            for fd, entry in self._fds.items():
+                if entry[2] is fileobj:
+                    return fd
+            raise
+
+    # --- running --------------------------------------------------------------
+
+    def stop(self):
+        """Stop the loop after the current iteration's callbacks have run."""
+        self._stopping = True
+
+    def _run_until_stopped(self):
+        """Run iterations until stop() was called, then clear the stop request."""
+        try:
+            while True:
+                self._run_once()
+                if self._stopping:
+                    break
+        finally:
+            self._stopping = False
+
+    def close(self):
+        """Close the loop: drop callbacks and timers, close the poller and waker."""
+        if self._thread_id is not None:
+            raise RuntimeError("Cannot close a running event loop")
+        if self._closed:
+            return
+        self._closed = True
+        self._ready.clear()
+        self._timers.clear()
+        self._fds.clear()
+        self._poller.close()
+        self._waker.close()
+
+    def _run_once(self):
+        """One iteration: poll, queue fd callbacks and due timers, run what is ready."""
+        ready = self._ready
+        timers = self._timers
+
+        # 1. How long to poll.
+        if ready or self._stopping:
+            timeout = 0
+        else:
+            deadline = timers.first_deadline()
+            if deadline is None:
+                timeout = -1
+            else:
+                timeout = deadline - self.time()
+                if timeout <= 0:
+                    timeout = 0
+                elif timeout > MAX_POLL_TIMEOUT:
+                    timeout = MAX_POLL_TIMEOUT
+                else:
+                    # Whole milliseconds, rounded up: never wake before the deadline
+                    # only to poll again with a zero timeout.
+                    timeout = ceil(timeout * 1000) / 1000
+
+        # 2. Poll; turn events into ready handles.
+        events = self._poller.poll(timeout)
+        if events:
+            self._process_events(events)
+
+        # 3. Due timers.
+        if timers._heap:
+            timers.pop_due(self.time() + self._clock_resolution, ready.append)
+
+        # 4. Run what is ready now; what these callbacks queue waits for the next turn.
+        ntodo = len(ready)
+        if self._debug:
+            self._run_ready_debug(ntodo)
+            return
+        popleft = ready.popleft
+        for _ in range(ntodo):
+            handle = popleft()
+            if handle._cancelled:
+                continue
+            # Handle._run() written out: a call less per callback.
+            args = handle._args
+            try:
+                if not args:
+                    handle._context.run(handle._callback)
+                elif len(args) == 1:  # future callbacks: cb(fut)
+                    handle._context.run(handle._callback, args[0])
+                else:
+                    handle._context.run(handle._callback, *args)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                handle._report(exc)
+        handle = args = None  # an exception's traceback would otherwise keep them alive
+
+    def _process_events(self, events):
+        """Queue the reader/writer Handles of the polled ``(fd, events)`` pairs."""
+        fds = self._fds
+        append = self._ready.append
+        waker_fd = self._waker.fileno()
+        for fd, mask in events:
+            if fd == waker_fd:
+                self._waker.drain()
+                continue
+            entry = fds.get(fd)
+            if entry is None:
+                continue
+            reader, writer = entry[0], entry[1]
+            if mask & READ and reader is not None:
+                if reader._cancelled:
+                    self.remove_reader(fd)
+                else:
+                    append(reader)
+            if mask & WRITE and writer is not None:
+                if writer._cancelled:
+                    self.remove_writer(fd)
+                else:
+                    append(writer)
+
+    def _run_ready_debug(self, ntodo):
+        """Step 4 in debug mode: track _current_handle and warn about slow callbacks."""
+        popleft = self._ready.popleft
+        for _ in range(ntodo):
+            handle = popleft()
+            if handle._cancelled:
+                continue
+            try:
+                self._current_handle = handle
+                t0 = self.time()
+                handle._run()
+                dt = self.time() - t0
+                if dt >= self.slow_callback_duration:
+                    logger.warning(
+                        "Executing %s took %.3f seconds",
+                        aio_base_events._format_handle(handle),
+                        dt,
+                    )
+            finally:
+                self._current_handle = None

@@ -1,0 +1,155 @@
+"""Fixtures shared by the whole suite.
+
+`loop` runs a behaviour test three times: on the Cython core (`cy`), on the pure-Python
+core (`py`) and on stock asyncio (`aio`), the reference. A behaviour test that fails on
+`aio` tests the wrong thing. `core` runs a white-box test on each core module.
+
+Every loop made here gets a recording exception handler; teardown fails the test when
+the handler fired and the test did not take the calls with `exc_log.take()`. Silent
+exceptions in callbacks are exactly the bugs an event loop hides best.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import sys
+import threading
+
+import pytest
+
+from helpers import import_core, loop_class  # noqa: F401 - used by fixtures
+
+try:
+    import fastloop  # noqa: F401
+except ImportError:  # a source checkout run without PYTHONPATH=src
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "src"))
+
+CORE_KINDS = ["cy", "py"]
+LOOP_KINDS = ["cy", "py", "aio"]
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "cpython_suite: runs CPython's own test_asyncio against fastloop "
+        "(deselect with -m 'not cpython_suite')",
+    )
+
+
+def loop_factory_for(kind: str):
+    if kind == "aio":
+        # Not asyncio.new_event_loop(): a test may have installed fastloop's policy.
+        return asyncio.DefaultEventLoopPolicy().new_event_loop
+    return loop_class(kind)
+
+
+class ExceptionLog:
+    """A loop exception handler that records every context it is given.
+
+    A test that expects the handler to fire reads the contexts with `take()`; whatever
+    is left at teardown fails the test.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.contexts: list[dict] = []
+
+    def __call__(self, loop, context: dict) -> None:
+        with self._lock:
+            self.contexts.append(context)
+
+    def take(self) -> list[dict]:
+        """Return the recorded contexts and forget them."""
+        with self._lock:
+            taken, self.contexts = self.contexts, []
+        return taken
+
+    def take_one(self) -> dict:
+        """Return the only recorded context (failing if there is not exactly one)."""
+        taken = self.take()
+        assert len(taken) == 1, f"expected one exception handler call, got {taken!r}"
+        return taken[0]
+
+
+class LoopMaker:
+    """Makes loops of one kind, each with an ExceptionLog, and closes them at teardown."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.factory = loop_factory_for(kind)
+        self.made: list[tuple[asyncio.AbstractEventLoop, ExceptionLog]] = []
+
+    def __call__(self) -> asyncio.AbstractEventLoop:
+        loop = self.factory()
+        log = ExceptionLog()
+        loop.set_exception_handler(log)
+        self.made.append((loop, log))
+        return loop
+
+    def log_of(self, loop) -> ExceptionLog:
+        for made, log in self.made:
+            if made is loop:
+                return log
+        raise LookupError(loop)
+
+    def close_all(self) -> list[str]:
+        """Close every loop made; return a description of each unexpected handler call."""
+        problems = []
+        for loop, _ in self.made:
+            if not loop.is_closed():
+                if loop.is_running():
+                    problems.append(f"{loop!r} still running at teardown")
+                    continue
+                loop.close()
+        # Pending tasks and unclosed async generators report from __del__.
+        gc.collect()
+        for loop, log in self.made:
+            for ctx in log.take():
+                problems.append(f"unexpected exception handler call on {self.kind}: {ctx!r}")
+        return problems
+
+
+@pytest.fixture(params=LOOP_KINDS)
+def make_loop(request):
+    """A function that makes loops of the parametrised kind (closed at teardown)."""
+    maker = LoopMaker(request.param)
+    yield maker
+    problems = maker.close_all()
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def loop_kind(make_loop) -> str:
+    return make_loop.kind
+
+
+@pytest.fixture
+def loop(make_loop):
+    """A fresh loop of the parametrised kind: `cy`, `py` or `aio`."""
+    loop = make_loop()
+    yield loop
+    if loop.is_running():  # a test that failed inside run_forever: do not hang teardown
+        loop.stop()
+
+
+@pytest.fixture
+def exc_log(loop, make_loop) -> ExceptionLog:
+    """The recording exception handler of `loop`."""
+    return make_loop.log_of(loop)
+
+
+@pytest.fixture(params=CORE_KINDS)
+def core(request):
+    """A core module (`fastloop._cy` or `fastloop._py`) for white-box tests."""
+    return import_core(request.param)
+
+
+@pytest.fixture(autouse=True)
+def _restore_policy():
+    """Leave the global event loop policy as the test found it."""
+    before = asyncio.events._event_loop_policy
+    yield
+    asyncio.events._event_loop_policy = before

@@ -1,0 +1,286 @@
+"""Run CPython's own test.test_asyncio modules with fastloop as the event loop.
+
+    python tests/cpython_suite.py --core cy|py|aio [--json FILE] [modules...]
+
+`aio` runs the same selection on stock asyncio, the baseline: a test that fails there
+fails for a reason of this machine or interpreter, not of fastloop.
+
+How the tests are made to use our loop (each path was checked in the 3.10-3.13 sources):
+- Nearly every module ends with `set_event_loop_policy(None)` in tearDownModule, and
+  asyncio then builds its default policy from `asyncio.DefaultEventLoopPolicy`: that name
+  is replaced by a policy whose new_event_loop() makes our loop. `asyncio.new_event_loop()`
+  and `asyncio.run()` go through it.
+- `unittest.IsolatedAsyncioTestCase` (test_locks, test_queues, test_timeouts, ...) makes its
+  loop with `asyncio.Runner`, which calls `asyncio.new_event_loop()`; on 3.13 it passes
+  its `loop_factory` class attribute (None by default), set here too.
+- test_events builds loops with `asyncio.SelectorEventLoop(selector)`: while it runs,
+  that name is replaced by a factory that ignores the selector (only then: 3.13's
+  test_runners checks that `asyncio.EventLoop` is an `asyncio.SelectorEventLoop`).
+- Tests built on `test_utils.TestLoop` (a BaseEventLoop with a virtual clock, most of
+  test_tasks) never touch our loop; they still run, and are counted apart.
+- test_runners and test_pep492 build `asyncio.BaseEventLoop()` and mock its selector;
+  they test asyncio's own layers and never touch our loop either.
+Each test is classified by which loops it made: `fastloop` (at least one of ours),
+`testloop` (only TestLoop) or `other` (a mocked BaseEventLoop, or no loop at all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import faulthandler
+import importlib
+import importlib.util
+import io
+import json
+import os
+import re
+import sys
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+try:
+    import fastloop  # noqa: F401
+except ImportError:  # a source checkout run without PYTHONPATH=src
+    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
+
+DEFAULT_MODULES = [
+    "test_tasks",
+    "test_futures",
+    "test_runners",
+    "test_timeouts",
+    "test_taskgroups",
+    "test_locks",
+    "test_queues",
+    "test_pep492",
+    "test_context",
+    "test_waitfor",
+    "test_events",
+]
+
+# test_events: only the loop tests about callbacks, timers, fds, signals, executors and
+# running/closing, on one selector class (they all map to our loop), plus the classes
+# that test handles, timers and policies directly.
+EVENTS_CLASSES = {
+    "EPollEventLoopTests",
+    "HandleTests",
+    "TimerTests",
+    "AbstractEventLoopTests",
+    "PolicyTests",
+    "TestPyGetEventLoop",
+    "TestCGetEventLoop",
+}
+EVENTS_LOOP_TESTS = re.compile(
+    r"run_until_complete|run_forever|call_later|call_soon|call_at|run_in_executor|"
+    r"reader|writer|signal|timeout_rounding|fds_after_closing|close|prompt_cancellation"
+)
+EVENTS_NETWORKING = re.compile(r"connection|server|ssl|datagram|pipe|pty|subprocess|unix|sock")
+
+# A test that hangs is a failure too; this bounds one test, generously.
+PER_TEST_TIMEOUT = 120
+
+
+class Counters:
+    fastloop_loops = 0
+    test_loops = 0
+    new_loop = None  # the factory install() made
+
+
+def install(core_kind: str) -> None:
+    """Make the test modules use the loop of `core_kind` (see the module docstring)."""
+    if core_kind == "aio":
+        factory_cls = asyncio.DefaultEventLoopPolicy._loop_factory
+    else:
+        from fastloop._loop import loop_class_for
+
+        factory_cls = loop_class_for(importlib.import_module(f"fastloop._{core_kind}"))
+
+    def new_loop(*_selector):
+        Counters.fastloop_loops += 1
+        return factory_cls()
+
+    stock_policy = asyncio.DefaultEventLoopPolicy
+
+    class SuitePolicy(stock_policy):
+        def new_event_loop(self):
+            return new_loop()
+
+    SuitePolicy.__name__ = SuitePolicy.__qualname__ = stock_policy.__name__
+    asyncio.DefaultEventLoopPolicy = SuitePolicy
+    asyncio.set_event_loop_policy(None)
+    Counters.new_loop = new_loop
+    if hasattr(unittest.IsolatedAsyncioTestCase, "loop_factory"):
+        unittest.IsolatedAsyncioTestCase.loop_factory = staticmethod(new_loop)
+
+    from test.test_asyncio import utils as test_utils
+
+    stock_init = test_utils.TestLoop.__init__
+
+    def counting_init(self, *args, **kwargs):
+        Counters.test_loops += 1
+        stock_init(self, *args, **kwargs)
+
+    test_utils.TestLoop.__init__ = counting_init
+
+
+class RecordingResult(unittest.TestResult):
+    """Records one outcome and the kind of loop used for every test."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.records: dict[str, dict] = {}
+        self._before = (0, 0)
+
+    def startTest(self, test):
+        super().startTest(test)
+        self._before = (Counters.fastloop_loops, Counters.test_loops)
+        faulthandler.dump_traceback_later(PER_TEST_TIMEOUT, exit=True)
+
+    def stopTest(self, test):
+        faulthandler.cancel_dump_traceback_later()
+        super().stopTest(test)
+        rec = self.records.setdefault(test.id(), {"outcome": "passed", "detail": ""})
+        if Counters.fastloop_loops > self._before[0]:
+            rec["loop"] = "fastloop"
+        elif Counters.test_loops > self._before[1]:
+            rec["loop"] = "testloop"
+        else:
+            rec["loop"] = "other"
+
+    def _set(self, test, outcome, detail=""):
+        rec = self.records.setdefault(test.id(), {"outcome": "passed", "detail": "", "loop": "other"})
+        if rec["outcome"] in ("failed", "error") and outcome == "passed":
+            return
+        rec["outcome"] = outcome
+        rec["detail"] = detail
+
+    def addSuccess(self, test):
+        super().addSuccess(test)
+        self._set(test, "passed")
+
+    def addError(self, test, err):
+        super().addError(test, err)
+        self._set(test, "error", self._exc_info_to_string(err, test))
+
+    def addFailure(self, test, err):
+        super().addFailure(test, err)
+        self._set(test, "failed", self._exc_info_to_string(err, test))
+
+    def addSubTest(self, test, subtest, err):
+        super().addSubTest(test, subtest, err)
+        if err is not None:
+            kind = "failed" if issubclass(err[0], test.failureException) else "error"
+            self._set(test, kind, f"{subtest.id()}\n" + self._exc_info_to_string(err, test))
+
+    def addSkip(self, test, reason):
+        super().addSkip(test, reason)
+        self._set(test, "skipped", reason)
+
+    def addExpectedFailure(self, test, err):
+        super().addExpectedFailure(test, err)
+        self._set(test, "passed", "expected failure")
+
+    def addUnexpectedSuccess(self, test):
+        super().addUnexpectedSuccess(test)
+        self._set(test, "failed", "unexpected success")
+
+
+def _iter_tests(suite):
+    for item in suite:
+        if isinstance(item, unittest.TestSuite):
+            yield from _iter_tests(item)
+        else:
+            yield item
+
+
+def load(module: str) -> unittest.TestSuite:
+    name = f"test.test_asyncio.{module}"
+    suite = unittest.defaultTestLoader.loadTestsFromName(name)
+    if module != "test_events":
+        return suite
+    kept = unittest.TestSuite()
+    for test in _iter_tests(suite):
+        cls = type(test).__name__
+        method = getattr(test, "_testMethodName", "")
+        if cls not in EVENTS_CLASSES:
+            continue
+        if cls == "EPollEventLoopTests" and (
+            not EVENTS_LOOP_TESTS.search(method) or EVENTS_NETWORKING.search(method)
+        ):
+            continue
+        kept.addTest(test)
+    return kept
+
+
+def run_module(module: str) -> dict[str, dict] | None:
+    """Run one module; None when this interpreter does not ship it."""
+    if importlib.util.find_spec(f"test.test_asyncio.{module}") is None:
+        return None
+    suite = load(module)
+    result = RecordingResult(stream=io.StringIO(), descriptions=False, verbosity=0)
+    stock_selector_loop = asyncio.SelectorEventLoop
+    if module == "test_events":
+        asyncio.SelectorEventLoop = Counters.new_loop
+    try:
+        # Module-level fixtures (setUpModule/tearDownModule) run through the suite.
+        suite.run(result)
+    finally:
+        asyncio.SelectorEventLoop = stock_selector_loop
+    for test, err in result.errors:  # class/module fixture failures have no record yet
+        if test.id() not in result.records:
+            result.records[test.id()] = {"outcome": "error", "detail": err, "loop": "other"}
+    return result.records
+
+
+def summarise(module: str, records: dict[str, dict]) -> str:
+    counts = {k: 0 for k in ("passed", "failed", "error", "skipped")}
+    loops = {k: 0 for k in ("fastloop", "testloop", "other")}
+    for rec in records.values():
+        counts[rec["outcome"]] += 1
+        loops[rec["loop"]] += 1
+    return (
+        f"{module:16} passed {counts['passed']:4}  failed {counts['failed'] + counts['error']:3}  "
+        f"skipped {counts['skipped']:3}   loops: fastloop {loops['fastloop']:4}  "
+        f"TestLoop-only {loops['testloop']:4}  other {loops['other']:4}"
+    )
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--core", choices=["cy", "py", "aio"], required=True)
+    parser.add_argument("--json", help="write every test's record to this file")
+    parser.add_argument("modules", nargs="*", default=DEFAULT_MODULES)
+    args = parser.parse_args(argv)
+
+    install(args.core)
+    import logging
+
+    # The suite's tests log on purpose (slow callbacks, unhandled errors); keep the
+    # summary readable.
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL + 1)
+
+    print(f"CPython {sys.version.split()[0]} test.test_asyncio on core {args.core}")
+    everything: dict[str, dict] = {}
+    for module in args.modules:
+        records = run_module(module)
+        if records is None:
+            print(f"{module:16} not shipped with this interpreter")
+            continue
+        for rec in records.values():
+            rec["module"] = module
+        everything.update(records)
+        print(summarise(module, records), flush=True)
+    print(summarise("TOTAL", everything))
+    bad = {tid: rec for tid, rec in everything.items() if rec["outcome"] in ("failed", "error")}
+    for tid, rec in sorted(bad.items()):
+        last = [ln for ln in rec["detail"].strip().splitlines() if ln.strip()][-1:] or [""]
+        print(f"FAIL {tid}: {last[0][:200]}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"python": sys.version.split()[0], "core": args.core, "tests": everything}, f)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Small helpers for running a loop in tests, with deadlines instead of hangs."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+
+import pytest
+
+# Generous deadline for anything that waits on the loop: the suite runs on a loaded
+# two-core machine, so it bounds a hang, never measures speed.
+DEADLINE = 30.0
+
+
+def run_briefly(loop, n: int = 1) -> None:
+    """Run `n` loop iterations (stop() before run_forever runs exactly one)."""
+    for _ in range(n):
+        loop.stop()
+        loop.run_forever()
+
+
+def run_until(loop, predicate, timeout: float = DEADLINE) -> None:
+    """Run the loop until `predicate()` is true; fail after `timeout` seconds."""
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            pytest.fail(f"condition not met within {timeout} s")
+        loop.run_until_complete(asyncio.sleep(0.005))
+
+
+def run(loop, coro, timeout: float = DEADLINE):
+    """run_until_complete with a deadline, so a hang fails instead of blocking."""
+    return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+
+def import_core(kind: str):
+    """Import the core module for `kind`, skipping the test (with why) when it cannot."""
+    try:
+        return importlib.import_module(f"fastloop._{kind}")
+    except ImportError as exc:
+        if kind == "cy":
+            pytest.skip(f"fastloop._cy cannot be imported (not built?): {exc!r}")
+        raise
+
+
+def loop_class(kind: str):
+    """The fastloop loop class over the core `kind` ('cy' or 'py')."""
+    core = import_core(kind)
+    from fastloop._loop import loop_class_for
+
+    return loop_class_for(core)

@@ -1,0 +1,90 @@
+"""CPython's own test_asyncio, run against each core (tests/cpython_suite.py).
+
+Slow next to the rest (about a minute, both cores at once); deselect with
+`-m "not cpython_suite"`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+KNOWN_FAILURES = os.path.join(HERE, "cpython_known_failures.txt")
+
+pytestmark = pytest.mark.cpython_suite
+
+
+def known_failures(core: str) -> dict[str, str]:
+    """Map test id -> reason for the failures listed for `core`."""
+    known = {}
+    with open(KNOWN_FAILURES) as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            test_id, cores, reason = line.split(None, 2)
+            if cores == "*" or core in cores.split(","):
+                known[test_id] = reason
+    return known
+
+
+@pytest.fixture(scope="module")
+def suite_runs(tmp_path_factory):
+    """Start the suite for both cores at once (two CPU cores), collect lazily."""
+    try:
+        import test.test_asyncio  # noqa: F401
+    except ImportError:
+        pytest.skip("this interpreter ships without test.test_asyncio")
+    out_dir = tmp_path_factory.mktemp("cpython_suite")
+    env = dict(os.environ)
+    import fastloop
+
+    src = os.path.dirname(os.path.dirname(os.path.abspath(fastloop.__file__)))
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    procs = {}
+    for core in ("cy", "py"):
+        json_path = out_dir / f"{core}.json"
+        procs[core] = (
+            subprocess.Popen(
+                [sys.executable, os.path.join(HERE, "cpython_suite.py"), "--core", core,
+                 "--json", str(json_path)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            ),
+            json_path,
+        )
+    yield procs
+    for proc, _ in procs.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("core", ["cy", "py"])
+def test_cpython_suite(core, suite_runs):
+    if core == "cy":
+        try:
+            import fastloop._cy  # noqa: F401
+        except ImportError as exc:
+            pytest.skip(f"fastloop._cy cannot be imported (not built?): {exc!r}")
+    proc, json_path = suite_runs[core]
+    output, _ = proc.communicate(timeout=840)
+    print(output)
+    assert json_path.exists(), f"the suite died before writing its results:\n{output[-5000:]}"
+    with open(json_path) as f:
+        records = json.load(f)["tests"]
+    known = known_failures(core)
+    failed = {t: r for t, r in records.items() if r["outcome"] in ("failed", "error")}
+    unexpected = {t: r for t, r in failed.items() if t not in known}
+    fixed = sorted(t for t in known if t in records and t not in failed)
+    if fixed:
+        print("known failures that now pass (remove them from the list):", *fixed, sep="\n  ")
+    assert not unexpected, "\n\n".join(f"{t}\n{r['detail']}" for t, r in sorted(unexpected.items()))
