@@ -35,6 +35,7 @@ cdef extern from "compat.h" nogil:
         int events
     const char *FL_POLLER_NAME
     double fl_monotonic()
+    void fl_prefetch(const void *p)
     int fl_poller_open()
     int fl_poller_ctl(int pfd, int fd, int old_events, int new_events)
     void fl_poller_forget(int pfd, int fd)
@@ -47,12 +48,14 @@ cdef extern from "compat.h" nogil:
 # handles.pyx
 
 cdef class Handle:
+    # The flag first: with the refcount and the callback it shares a cache line,
+    # which is all that a pass over many queued handles reads.
+    cdef readonly bint _cancelled
     cdef readonly object _callback
     cdef readonly object _args
     cdef readonly object _loop
     cdef readonly object _source_traceback
     cdef readonly object _context
-    cdef readonly bint _cancelled
     cdef object _repr
     cdef object __weakref__
 
@@ -63,6 +66,15 @@ cdef class Handle:
 cdef class TimerHandle(Handle):
     cdef double when_c
     cdef readonly bint _scheduled
+
+
+# The ready queue (coreloop.pyx); declared here because TimerQueue fills it.
+
+ctypedef struct ReadyQueue:
+    PyObject **items            # a ring buffer of Handles, each owning one reference
+    Py_ssize_t head
+    Py_ssize_t size
+    Py_ssize_t capacity
 
 
 # timers.pyx
@@ -79,12 +91,15 @@ cdef class TimerQueue:
     cdef Py_ssize_t capacity
     cdef Py_ssize_t ncancelled
     cdef unsigned long long next_seq
+    cdef PyObject **due           # scratch array of pop_due_into, reused
+    cdef Py_ssize_t due_capacity
 
     cdef int push_c(self, TimerHandle handle) except -1
     cdef PyObject *remove_top(self) noexcept
     cdef double first_when_c(self)
     cdef int compact_c(self) except -1
     cdef TimerHandle pop_due_c(self, double end)
+    cdef int pop_due_into(self, ReadyQueue *ready, double end) except -1
     cdef int compact_if_worth_it(self) except -1
     cdef int clear_c(self) except -1
 
@@ -112,13 +127,6 @@ cdef class Waker:
 
 
 # coreloop.pyx
-
-ctypedef struct ReadyQueue:
-    PyObject **items            # a ring buffer of Handles, each owning one reference
-    Py_ssize_t head
-    Py_ssize_t size
-    Py_ssize_t capacity
-
 
 cdef class FdWatch:
     cdef object fileobj           # as registered: found by identity once closed

@@ -7,6 +7,7 @@
 
 cimport cython
 from cpython.exc cimport PyErr_SetFromErrno
+from cpython.tuple cimport PyTuple_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from libc.errno cimport EINTR, errno
 from libc.math cimport INFINITY, ceil

@@ -5,8 +5,11 @@
 # foreign handles), and ours are run without a Python-level method call.
 
 
-cdef int ready_grow(ReadyQueue *q) except -1:
+cdef int ready_grow(ReadyQueue *q, Py_ssize_t need=0) except -1:
+    """Double the ring's capacity, or more until it holds `need` handles."""
     cdef Py_ssize_t i, capacity = q.capacity * 2 if q.capacity else READY_INITIAL_CAPACITY
+    while capacity < need:
+        capacity *= 2
     cdef PyObject **items = <PyObject **>PyMem_Malloc(capacity * sizeof(PyObject *))
     if items is NULL:
         raise MemoryError()
@@ -31,6 +34,22 @@ cdef inline int ready_push(ReadyQueue *q, object handle) except -1:
     return 0
 
 
+cdef inline int ready_reserve(ReadyQueue *q, Py_ssize_t extra) except -1:
+    """Make room for `extra` more handles, so that ready_push_steal cannot fail."""
+    if q.size + extra > q.capacity:
+        ready_grow(q, q.size + extra)
+    return 0
+
+
+cdef inline void ready_push_steal(ReadyQueue *q, PyObject *handle) noexcept:
+    """Append `handle`, taking over the caller's reference; room was reserved."""
+    cdef Py_ssize_t tail = q.head + q.size
+    if tail >= q.capacity:
+        tail -= q.capacity
+    q.items[tail] = handle
+    q.size += 1
+
+
 cdef inline PyObject *ready_pop(ReadyQueue *q) noexcept:
     """Take the oldest handle (the caller owns its reference), or NULL."""
     if q.size == 0:
@@ -40,6 +59,9 @@ cdef inline PyObject *ready_pop(ReadyQueue *q) noexcept:
     if q.head == q.capacity:
         q.head = 0
     q.size -= 1
+    if q.size:
+        # Its callback runs next: overlap fetching that handle with running this one.
+        fl_prefetch(q.items[q.head])
     return item
 
 
@@ -146,6 +168,7 @@ cdef class CoreLoop:
         PyObject_GC_UnTrack(<PyObject *>handle)
         handle._callback = callback
         handle._args = args
+        untrack_args(args)
         handle._loop = self
         if context is None:
             context = PyContext_CopyCurrent()
@@ -162,6 +185,7 @@ cdef class CoreLoop:
         timer.when_c = when
         timer._callback = callback
         timer._args = args
+        untrack_args(args)
         timer._loop = self
         if context is None:
             context = PyContext_CopyCurrent()
@@ -399,11 +423,7 @@ cdef class CoreLoop:
                 self.fd_ready(events[i].fd, events[i].events)
 
         cdef double end = fl_monotonic() + self._clock_resolution
-        while True:
-            timer = self.timers.pop_due_c(end)
-            if timer is None:
-                break
-            ready_push(&self.ready, timer)
+        self.timers.pop_due_into(&self.ready, end)
 
         # Run exactly the callbacks ready now; those they schedule wait a turn.
         n = self.ready.size

@@ -31,11 +31,38 @@ cdef inline void track_context(object context) noexcept:
         PyObject_GC_Track(<PyObject *>context)
 
 
+# The same holds for the tuple of arguments that call_soon(cb, *args) made for the
+# handle: untracked while only the handle holds it, tracked again whenever the
+# handle rejoins the collector or lets go of a tuple someone else still holds.
+# (An untracked tuple is only ever kept alive too long, never freed too early.)
+
+cdef inline void untrack_args(object args) noexcept:
+    # Two references: the *args tuple's owner (the method wrapper) and the handle.
+    # A tuple that more code shares is left alone.
+    if (type(args) is tuple and PyTuple_GET_SIZE(args) and fl_refcnt(<PyObject *>args) <= 2
+            and PyObject_GC_IsTracked(<PyObject *>args)):
+        PyObject_GC_UnTrack(<PyObject *>args)
+
+
+cdef inline void track_args(object args) noexcept:
+    # Never the empty tuple: a static singleton on newer Pythons.
+    if (type(args) is tuple and PyTuple_GET_SIZE(args)
+            and not PyObject_GC_IsTracked(<PyObject *>args)):
+        PyObject_GC_Track(<PyObject *>args)
+
+
+cdef inline void release_args(object args) noexcept:
+    """Call when a handle is about to drop its reference to `args`."""
+    if args is not None and fl_refcnt(<PyObject *>args) > 1:
+        track_args(args)
+
+
 cdef inline void track_handle(PyObject *handle) noexcept:
     if (fl_type(handle) is <void *>Handle or fl_type(handle) is <void *>TimerHandle) \
             and not PyObject_GC_IsTracked(handle):
         PyObject_GC_Track(handle)
         track_context((<Handle>handle)._context)
+        track_args((<Handle>handle)._args)
 
 
 cdef inline void rejoin_gc_if_shared(PyObject *handle) noexcept:
@@ -60,6 +87,7 @@ cdef class Handle:
         self._context = context
         self._loop = loop
         self._callback = callback
+        release_args(self._args)  # re-initialised: see untrack_args
         self._args = args
         self._cancelled = False
         self._repr = None
@@ -71,6 +99,7 @@ cdef class Handle:
 
     def __dealloc__(self):
         track_context(self._context)
+        release_args(self._args)
 
     def _repr_info(self):
         return aio_Handle_repr_info(self)
@@ -91,6 +120,7 @@ cdef class Handle:
             # Keep callback and arguments visible, e.g. for "Executing <Handle ...>".
             self._repr = repr(self)
         self._callback = None
+        release_args(self._args)
         self._args = None
         return 0
 

@@ -41,6 +41,14 @@ cdef inline void sift_down(TimerEntry *heap, Py_ssize_t size, Py_ssize_t pos) no
     heap[pos] = item
 
 
+cdef inline void prefetch_handle(PyObject *handle) noexcept:
+    # The collector's header sits just before the object; a TimerHandle's own
+    # fields span two cache lines.
+    fl_prefetch(<char *>handle - 16)
+    fl_prefetch(handle)
+    fl_prefetch(<char *>handle + 64)
+
+
 @cython.final
 cdef class TimerQueue:
     """Scheduled timers, earliest first; cancelled ones are dropped lazily."""
@@ -51,6 +59,7 @@ cdef class TimerQueue:
             rejoin_gc_if_shared(self.heap[i].handle)
             fl_decref(self.heap[i].handle)
         PyMem_Free(self.heap)
+        PyMem_Free(self.due)
 
     def __len__(self):
         return self.size
@@ -146,6 +155,64 @@ cdef class TimerQueue:
                 continue
             return handle
         return None
+
+    cdef int pop_due_into(self, ReadyQueue *ready, double end) except -1:
+        """Append every live timer due before `end` to `ready`, in (when, seq) order.
+
+        With many timers due at once their handles are scattered over memory, and
+        reading each one's flags is a cache miss. So the due entries are first taken
+        off the heap (which reads only the heap array), then their handles are
+        visited in order with a prefetch a few entries ahead.
+        """
+        if self.size == 0 or not self.heap[0].when < end:
+            return 0
+        cdef Py_ssize_t i, n = 0, ndropped = 0, capacity
+        cdef PyObject **due
+        cdef PyObject *item
+        if self.due_capacity < self.size:
+            due = <PyObject **>PyMem_Realloc(self.due, self.size * sizeof(PyObject *))
+            if due is NULL:
+                raise MemoryError()
+            self.due = due
+            self.due_capacity = self.size
+        # Room on the ready queue for all of them, so that nothing below can fail
+        # with handles taken off the heap but not yet placed.
+        ready_reserve(ready, self.size)
+        due = self.due
+        while self.size and self.heap[0].when < end:
+            due[n] = self.remove_top()
+            n += 1
+        # No Python code runs in this loop: the heap's references move to the ready
+        # queue (live timers) or stay in `due` (cancelled ones, moved to its front).
+        for i in range(n):
+            if i + 8 < n:
+                prefetch_handle(due[i + 8])
+            item = due[i]
+            (<TimerHandle>item)._scheduled = False
+            if (<TimerHandle>item)._cancelled:
+                self.ncancelled -= 1
+                due[ndropped] = item
+                ndropped += 1
+            else:
+                ready_push_steal(ready, item)
+        if ndropped == 0:
+            return 0
+        # Releasing a cancelled timer may run arbitrary code (a __del__ scheduling
+        # timers, which may grow `self.due`): work on a detached array.
+        capacity = self.due_capacity
+        self.due = NULL
+        self.due_capacity = 0
+        for i in range(ndropped):
+            if i + 8 < ndropped:
+                prefetch_handle(due[i + 8])
+            rejoin_gc_if_shared(due[i])
+            fl_decref(due[i])
+        if self.due is NULL:
+            self.due = due
+            self.due_capacity = capacity
+        else:
+            PyMem_Free(due)
+        return 0
 
     cdef int compact_if_worth_it(self) except -1:
         if (self.size > MIN_SCHEDULED_TO_COMPACT
