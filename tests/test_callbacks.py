@@ -499,6 +499,61 @@ def test_call_soon_threadsafe_repeated_wakeups(loop):
     assert len(count) == 20
 
 
+def test_call_soon_threadsafe_from_8_threads_wakes_a_long_poll(loop):
+    # Each round, 8 threads call at once while the loop sleeps in a poll that only
+    # a far watchdog would end; every call arrives and the loop wakes for each round.
+    n_threads, rounds, per_round = 8, 5, 50
+    got = []
+    barrier = threading.Barrier(n_threads)
+    round_done = threading.Event()
+    round_total = [0]
+
+    def on_call(tid, r, i):
+        got.append((tid, r, i))
+        if len(got) == round_total[0]:
+            round_done.set()
+        if len(got) == n_threads * rounds * per_round:
+            loop.stop()
+
+    def producer(tid):
+        for r in range(rounds):
+            barrier.wait(DEADLINE)
+            for i in range(per_round):
+                loop.call_soon_threadsafe(on_call, tid, r, i)
+            barrier.wait(DEADLINE)
+            if tid == 0:
+                # Wait until the loop ran the round, then give it time to go back
+                # to sleep before the next one.
+                assert round_done.wait(DEADLINE)
+                time.sleep(0.02)
+                round_done.clear()
+                round_total[0] += n_threads * per_round
+
+    round_total[0] = n_threads * per_round
+    threads = [threading.Thread(target=producer, args=(t,)) for t in range(n_threads)]
+    watchdog = loop.call_later(DEADLINE * 2, loop.stop)
+
+    def start():
+        # Called from the loop: from here on it idles in a poll until woken.
+        for t in threads:
+            t.start()
+
+    loop.call_soon(start)
+    started = time.monotonic()
+    loop.run_forever()
+    elapsed = time.monotonic() - started
+    watchdog.cancel()
+    for t in threads:
+        t.join(DEADLINE)
+    assert len(got) == n_threads * rounds * per_round
+    for tid in range(n_threads):
+        assert [(r, i) for t, r, i in got if t == tid] == [
+            (r, i) for r in range(rounds) for i in range(per_round)
+        ]
+    # Not a speed assertion: only that no round waited for the watchdog.
+    assert elapsed < DEADLINE
+
+
 def test_call_soon_threadsafe_same_thread(loop):
     out = []
     loop.call_soon_threadsafe(out.append, 1)

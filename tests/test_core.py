@@ -19,9 +19,7 @@ class StubLoop:
         return False
 
     def _timer_handle_cancelled(self, handle) -> None:
-        note = getattr(self.queue, "note_cancelled", None)
-        if note is not None:
-            note(handle)
+        self.queue.note_cancelled(handle)
 
 
 @pytest.fixture
@@ -31,20 +29,12 @@ def tq(core):
     return core, stub, stub.queue
 
 
-# The two cores' TimerQueue spell "earliest deadline" and "pop what is due" differently
-# (test_parity reports that); these adapters test the shared semantics.
-def _first(queue):
-    first = getattr(queue, "first_deadline", None) or queue.first_when
-    return first()
-
-
+# Both TimerQueues offer the same public API: push(handle), note_cancelled(handle),
+# first_deadline() -> float or None, pop_due(end, append), clear() and len().
 def _due(queue, end):
+    """Pop every live timer due before `end`, as a list."""
     out = []
-    try:
-        queue.pop_due(end, out.append)
-    except TypeError:  # pop_due(end) -> one handle or None
-        while (handle := queue.pop_due(end)) is not None:
-            out.append(handle)
+    queue.pop_due(end, out.append)
     return out
 
 
@@ -54,10 +44,10 @@ def test_timerqueue_orders_by_when_then_seq(tq):
     for h in hs:
         q.push(h)
     assert len(q) == 6
-    assert _first(q) == 1.0
+    assert q.first_deadline() == 1.0
     assert _due(q, 10.0) == [hs[1], hs[3], hs[5], hs[2], hs[0], hs[4]]
     assert len(q) == 0
-    assert _first(q) is None
+    assert q.first_deadline() is None
 
 
 def test_timerqueue_pop_due_respects_end(tq):
@@ -67,7 +57,7 @@ def test_timerqueue_pop_due_respects_end(tq):
     q.push(a)
     assert _due(q, 1.0) == []  # strictly before end
     assert _due(q, 1.5) == [a]
-    assert _first(q) == 2.0
+    assert q.first_deadline() == 2.0
 
 
 def test_timerqueue_skips_cancelled(tq):
@@ -77,7 +67,7 @@ def test_timerqueue_skips_cancelled(tq):
         q.push(h)
     hs[0].cancel()
     hs[5].cancel()
-    assert _first(q) == 1.0  # the cancelled top is dropped
+    assert q.first_deadline() == 1.0  # the cancelled top is dropped
     assert _due(q, 100.0) == [h for i, h in enumerate(hs) if i not in (0, 5)]
 
 
@@ -102,7 +92,31 @@ def test_timerqueue_nan_sorts_first_inf_last(tq):
         q.push(h)
     assert _due(q, 5.0) == [nan, one]
     assert _due(q, 1e308) == []
-    assert _first(q) == math.inf
+    assert q.first_deadline() == math.inf
+
+
+def test_timerqueue_push_of_a_cancelled_timer(tq):
+    core, stub, q = tq
+    dead = core.TimerHandle(1.0, print, (), stub)
+    dead.cancel()
+    live = core.TimerHandle(2.0, print, (), stub)
+    q.push(dead)
+    q.push(live)
+    assert q.first_deadline() == 2.0
+    assert _due(q, 10.0) == [live]
+    assert len(q) == 0 and not dead._scheduled
+
+
+def test_timerqueue_cancel_after_pop_is_not_counted(tq):
+    core, stub, q = tq
+    hs = [core.TimerHandle(float(i), print, (), stub) for i in range(3)]
+    for h in hs:
+        q.push(h)
+    assert _due(q, 1.5) == hs[:2]
+    hs[0].cancel()  # no longer in the queue: must not count as a dead entry
+    hs[2].cancel()
+    assert q.first_deadline() is None
+    assert len(q) == 0
 
 
 def test_timerqueue_clear(tq):
@@ -110,7 +124,7 @@ def test_timerqueue_clear(tq):
     for i in range(5):
         q.push(core.TimerHandle(float(i), print, (), stub))
     q.clear()
-    assert len(q) == 0 and _first(q) is None
+    assert len(q) == 0 and q.first_deadline() is None
 
 
 # --- Poller ---------------------------------------------------------------------------

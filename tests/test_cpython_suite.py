@@ -33,9 +33,33 @@ def known_failures(core: str) -> dict[str, str]:
     return known
 
 
+def _cy_importable() -> bool:
+    try:
+        import fastloop._cy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _requested_cores(request) -> list[str]:
+    """The cores whose test_cpython_suite items this session will run, in order."""
+    cores = []
+    for item in request.session.items:
+        callspec = getattr(item, "callspec", None)
+        if item.module is request.module and callspec is not None:
+            core = callspec.params.get("core")
+            if core is not None and core not in cores:
+                cores.append(core)
+    return cores
+
+
 @pytest.fixture(scope="module")
-def suite_runs(tmp_path_factory):
-    """Start the suite for both cores at once (two CPU cores), collect lazily."""
+def suite_runs(request, tmp_path_factory):
+    """Start the suite for each requested core at once (one CPU core each), collect lazily.
+
+    Only cores whose test was selected are started (`-k "not cy"` starts one), and
+    every pipe is read or closed at teardown: an unread child is killed, not leaked.
+    """
     try:
         import test.test_asyncio  # noqa: F401
     except ImportError:
@@ -47,7 +71,9 @@ def suite_runs(tmp_path_factory):
     src = os.path.dirname(os.path.dirname(os.path.abspath(fastloop.__file__)))
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     procs = {}
-    for core in ("cy", "py"):
+    for core in _requested_cores(request):
+        if core == "cy" and not _cy_importable():
+            continue  # the test skips itself, with the reason
         json_path = out_dir / f"{core}.json"
         procs[core] = (
             subprocess.Popen(
@@ -64,7 +90,9 @@ def suite_runs(tmp_path_factory):
     for proc, _ in procs.values():
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+        proc.wait()
+        if proc.stdout is not None and not proc.stdout.closed:
+            proc.stdout.close()
 
 
 @pytest.mark.timeout(900)
@@ -75,6 +103,7 @@ def test_cpython_suite(core, suite_runs):
             import fastloop._cy  # noqa: F401
         except ImportError as exc:
             pytest.skip(f"fastloop._cy cannot be imported (not built?): {exc!r}")
+    assert core in suite_runs, f"the suite for {core} was not started"
     proc, json_path = suite_runs[core]
     output, _ = proc.communicate(timeout=840)
     print(output)

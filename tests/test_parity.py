@@ -1,9 +1,17 @@
-"""The two cores are twins, and the loop implements the whole AbstractEventLoop."""
+"""The two cores keep the same contract (docs/core.md), and the loop is a whole AbstractEventLoop.
+
+What is compared is what the contract promises: the exported names, the public
+methods of each exported class, and the few underscore names that the mixin and
+asyncio itself read (listed in docs/core.md). Private helpers are each core's own
+business: the Cython core keeps its hot paths in C, the Python core in methods.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import time
+import types
 
 import pytest
 
@@ -12,12 +20,36 @@ from helpers import import_core, loop_class
 CORE_NAMES = ["CoreLoop", "Handle", "TimerHandle", "TimerQueue", "Poller", "Waker", "READ", "WRITE"]
 CLASSES = ["CoreLoop", "Handle", "TimerHandle", "TimerQueue", "Poller", "Waker"]
 
+# The underscore names of docs/core.md: methods the mixin calls, and state it reads or
+# writes, with the value a fresh loop has.
+CORELOOP_PRIVATE_METHODS = [
+    "_check_closed",
+    "_check_thread",
+    "_check_callback",
+    "_add_callback",
+    "_timer_handle_cancelled",
+    "_write_to_self",
+    "_run_until_stopped",
+]
+CORELOOP_STATE = {
+    "_debug": False,
+    "_thread_id": None,
+    "_stopping": False,
+    "_closed": False,
+    "_current_handle": None,
+    "_clock_resolution": time.get_clock_info("monotonic").resolution,
+    "slow_callback_duration": 0.1,
+}
+HANDLE_PRIVATE_METHODS = ["_run", "_repr_info"]
+HANDLE_ATTRIBUTES = ["_callback", "_args", "_cancelled", "_loop", "_source_traceback", "_context"]
+TIMER_ATTRIBUTES = HANDLE_ATTRIBUTES + ["_when", "_scheduled"]
 
-def _methods(cls) -> set[str]:
-    """Public and single-underscore callables of `cls` (dunders and Cython's own left out)."""
+
+def _public_methods(cls) -> set[str]:
+    """Names of the public callables of `cls` (properties and data left out)."""
     names = set()
     for name in dir(cls):
-        if name.startswith("__") or name.endswith("_cython__"):
+        if name.startswith("_"):
             continue
         attr = inspect.getattr_static(cls, name)
         if isinstance(attr, (staticmethod, classmethod)) or callable(attr):
@@ -25,13 +57,20 @@ def _methods(cls) -> set[str]:
     return names
 
 
+def _exported(core) -> set[str]:
+    """Public names of a core package, its submodules left out."""
+    return {
+        name
+        for name in dir(core)
+        if not name.startswith("_") and not isinstance(getattr(core, name), types.ModuleType)
+    }
+
+
 @pytest.mark.parametrize("kind", ["cy", "py"])
 def test_core_exports(kind):
     core = import_core(kind)
-    for name in CORE_NAMES:
-        assert hasattr(core, name), f"fastloop._{kind} lacks {name}"
-    if hasattr(core, "__all__"):
-        assert sorted(core.__all__) == sorted(CORE_NAMES)
+    assert sorted(core.__all__) == sorted(CORE_NAMES)
+    assert _exported(core) == set(CORE_NAMES)
 
 
 def test_cores_have_same_constants():
@@ -40,13 +79,59 @@ def test_cores_have_same_constants():
 
 
 @pytest.mark.parametrize("cls", CLASSES)
-def test_cores_have_same_methods(cls):
+def test_cores_have_same_public_methods(cls):
     cy, py = import_core("cy"), import_core("py")
-    cy_methods, py_methods = _methods(getattr(cy, cls)), _methods(getattr(py, cls))
+    cy_methods = _public_methods(getattr(cy, cls))
+    py_methods = _public_methods(getattr(py, cls))
     assert cy_methods == py_methods, (
         f"{cls}: only in _cy: {sorted(cy_methods - py_methods)}; "
         f"only in _py: {sorted(py_methods - cy_methods)}"
     )
+
+
+@pytest.fixture
+def core_loop(core):
+    """A bare CoreLoop of the parametrised core (no mixin)."""
+    loop = core.CoreLoop()
+    yield loop
+    loop.close()
+
+
+def test_coreloop_private_contract(core_loop):
+    for name in CORELOOP_PRIVATE_METHODS:
+        assert callable(getattr(core_loop, name, None)), name
+    for name, fresh in CORELOOP_STATE.items():
+        assert hasattr(core_loop, name), name
+        assert getattr(core_loop, name) == fresh, name
+
+
+def test_coreloop_state_is_writable_where_the_mixin_writes_it(core_loop):
+    core_loop._debug = True
+    core_loop._thread_id = 1234
+    core_loop._stopping = True
+    core_loop.slow_callback_duration = 0.5
+    assert (core_loop.get_debug(), core_loop.is_running()) == (True, True)
+    assert core_loop.slow_callback_duration == 0.5
+    core_loop._thread_id = None
+    core_loop._stopping = False
+    core_loop._debug = False
+
+
+def test_handle_private_contract(core, core_loop):
+    handle = core.Handle(print, (1,), core_loop)
+    timer = core.TimerHandle(5.0, print, (2,), core_loop)
+    for obj, attributes in ((handle, HANDLE_ATTRIBUTES), (timer, TIMER_ATTRIBUTES)):
+        for name in HANDLE_PRIVATE_METHODS:
+            assert callable(getattr(obj, name, None)), (type(obj), name)
+        for name in attributes:
+            assert hasattr(obj, name), (type(obj), name)
+    assert (handle._callback, handle._args, handle._cancelled, handle._loop) == (
+        print,
+        (1,),
+        False,
+        core_loop,
+    )
+    assert (timer._when, timer._scheduled) == (5.0, False)
 
 
 def _abstract_methods() -> list[str]:
@@ -63,6 +148,10 @@ def _not_yet_implemented() -> set[str]:
     return set(NOT_YET_IMPLEMENTED)
 
 
+def test_not_yet_implemented_names_real_methods():
+    assert _not_yet_implemented() <= set(_abstract_methods())
+
+
 @pytest.mark.parametrize("kind", ["cy", "py"])
 def test_loop_implements_abstract_event_loop(kind):
     cls = loop_class(kind)
@@ -73,7 +162,7 @@ def test_loop_implements_abstract_event_loop(kind):
         if getattr(cls, name) is getattr(asyncio.AbstractEventLoop, name)
     }
     # Whatever is still AbstractEventLoop's own stub raises NotImplementedError; that set
-    # must be exactly the documented list (and the list names real methods).
+    # must be exactly the documented list.
     assert inherited == _not_yet_implemented()
 
 

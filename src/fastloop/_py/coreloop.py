@@ -302,10 +302,14 @@ class CoreLoop:
                     # only to poll again with a zero timeout.
                     timeout = ceil(timeout * 1000) / 1000
 
-        # 2. Poll; turn events into ready handles.
-        events = self._poller.poll(timeout)
-        if events:
-            self._process_events(events)
+        # 2. Poll; turn events into ready handles. With nothing but the waker
+        # registered, a zero-timeout poll could only report the waker, whose sole
+        # job is to end a sleep: skip that syscall, as the Cython twin does. (A
+        # pending wake-up stays readable and ends the next sleeping poll at once.)
+        if timeout or self._fds:
+            events = self._poller.poll(timeout)
+            if events:
+                self._process_events(events)
 
         # 3. Due timers.
         if timers._heap:

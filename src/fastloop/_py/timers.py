@@ -67,6 +67,8 @@ class TimerQueue:
             at[when] = [entry, handle]
         self._size += 1
         handle._scheduled = True
+        if handle._cancelled:  # counted as the Cython twin does: it leaves as a dead entry
+            self._ncancelled += 1
 
     def note_cancelled(self, handle):
         """Count a timer cancelled while it waits in the queue."""
