@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import select
 import socket
+import time
 
 import pytest
 
@@ -276,3 +279,43 @@ def test_fd_closed_while_registered_then_removed(loop):
     # The registration is still known to the loop; removing it must not raise.
     assert loop.remove_reader(fd) is True
     run_briefly(loop, 2)
+
+
+@pytest.mark.skipif(not hasattr(select, "epoll"), reason="kqueue: no stale entries")
+def test_stale_fd_neither_spins_nor_misfires(loop, loop_kind):
+    # docs/core.md, "Stale fds are forgotten": an fd closed while registered, whose
+    # file description lives on in a dup, stays in the epoll set under its old
+    # number, and EPOLL_CTL_DEL can no longer reach it.
+    if loop_kind == "aio":
+        pytest.skip("stock asyncio keeps polling a stale epoll entry: it spins")
+    r, w = socket.socketpair()
+    fd = r.fileno()
+    dup = os.dup(fd)
+    loop.add_reader(fd, pytest.fail, "the closed fd's reader ran")
+    r.close()
+    assert loop.remove_reader(fd) is True  # DEL fails with EBADF: the entry stays
+    # The number is reused by a socket the loop does not watch (yet).
+    r2, w2 = socket.socketpair()
+    try:
+        if r2.fileno() != fd:
+            pytest.skip("another thread took the fd number first")
+        w.send(b"x")  # the stale entry is ready, and stays ready
+        # No spin: sleeping costs the loop's thread next to no CPU time (a spinning
+        # loop burns about as much as it sleeps).
+        cpu = time.thread_time()
+        loop.run_until_complete(asyncio.sleep(0.3))
+        assert time.thread_time() - cpu < 0.1
+        # No misfire: the new fd under the old number sees only its own events.
+        got = []
+        loop.add_reader(fd, lambda: got.append(r2.recv(16)))
+        loop.run_until_complete(asyncio.sleep(0.05))
+        assert got == []
+        w2.send(b"y")
+        run_until(loop, lambda: got)
+        assert got == [b"y"]
+        assert loop.remove_reader(fd) is True
+    finally:
+        r2.close()
+        w2.close()
+        w.close()
+        os.close(dup)

@@ -163,6 +163,7 @@ cdef class CoreLoop:
     cdef TimerHandle schedule(self, double when, object callback, tuple args,
                               object context)
     cdef int fd_ready(self, int fd, int events) except -1
+    cdef int replace_poller(self) except -1
     cdef int poll_timeout_ms(self) except? -2
     cdef int run_once(self) except -1
     cdef int run_foreign(self, object handle) except -1

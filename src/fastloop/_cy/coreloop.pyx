@@ -292,18 +292,6 @@ cdef class CoreLoop:
         """Stop watching fd for writing; True if a writer was registered."""
         return self.remove_fd(fd, FL_WRITE)
 
-    def _add_fd(self, fileobj, int event, callback, tuple args):
-        """Install the reader (event READ) or writer (WRITE) handle of fileobj."""
-        self.add_fd(fileobj, event, callback, args)
-
-    def _remove_fd(self, fileobj, int event):
-        """Drop the reader (event READ) or writer (WRITE) of fileobj; True if one was there."""
-        return self.remove_fd(fileobj, event)
-
-    def _lookup_fd(self, fileobj):
-        """The fd of fileobj, or of the registration made with this very object."""
-        return self.lookup_fd(fileobj)
-
     cdef int lookup_fd(self, object fileobj) except? -1:
         # As with selectors, a socket closed since it was registered (fileno() now
         # -1) is still found by identity, so that it can be removed.
@@ -369,14 +357,13 @@ cdef class CoreLoop:
         return True
 
     cdef int fd_ready(self, int fd, int events) except -1:
+        """Queue the handles fd's events call for; 1 if fd is stale (not in the table)."""
         if fd == self.waker.rfd:
             self.waker.drain_c()
             return 0
         cdef FdWatch watch = self.fds.get(fd)
         if watch is None:
-            # Not ours any more (a dup of a closed fd keeps reporting): silence it.
-            fl_poller_forget(self.poller.fd, fd)
-            return 0
+            return 1
         cdef Handle reader = watch.reader, writer = watch.writer
         if events & FL_READ and reader is not None:
             if reader._cancelled:
@@ -388,6 +375,34 @@ cdef class CoreLoop:
                 self.remove_fd(fd, FL_WRITE)
             else:
                 ready_push(&self.ready, writer)
+        return 0
+
+    cdef int replace_poller(self) except -1:
+        """Move the waker and every fd of the table to a fresh poller; close the old one.
+
+        The cure for a stale registration: epoll watches file descriptions, so an fd
+        closed while registered stays in the set as long as a dup of it lives, and
+        keeps reporting under its old number. That entry cannot be removed by number:
+        EPOLL_CTL_DEL fails with EBADF once the number is closed, and once the number
+        is reused it names the new file (ENOENT, or that file's own entry). Left
+        alone, a level-triggered entry that stays ready makes every poll return at
+        once (the loop spins) and fires the callbacks of whatever fd reuses the
+        number. Only closing the epoll instance drops it. kqueue drops an fd's
+        filters when it is closed, so there this never runs. docs/core.md, "Stale
+        fds are forgotten".
+        """
+        cdef Poller old = self.poller, new = Poller()
+        cdef FdWatch watch
+        new.ctl(self.waker.rfd, 0, FL_READ)
+        for fd, watch in self.fds.items():
+            try:
+                new.ctl(fd, 0, watch.events)
+            except OSError:
+                # Closed while registered (the user's bug): no longer watchable. It
+                # stays in the table, so that remove_reader() still finds it.
+                pass
+        self.poller = new
+        old.close()
         return 0
 
     # -- the iteration ----------------------------------------------------------
@@ -419,8 +434,12 @@ cdef class CoreLoop:
         if timeout_ms != 0 or self.fds:
             n = self.poller.wait(timeout_ms)
             events = self.poller.events
+            stale = False
             for i in range(n):
-                self.fd_ready(events[i].fd, events[i].events)
+                if self.fd_ready(events[i].fd, events[i].events):
+                    stale = True
+            if stale:
+                self.replace_poller()
 
         cdef double end = fl_monotonic() + self._clock_resolution
         self.timers.pop_due_into(&self.ready, end)
@@ -467,28 +486,6 @@ cdef class CoreLoop:
         finally:
             self._current_handle = None
         return 0
-
-    def _process_events(self, events):
-        """Queue the reader/writer handles of polled (fd, events) pairs."""
-        for fd, mask in events:
-            self.fd_ready(fd, mask)
-
-    def _run_ready_debug(self, Py_ssize_t ntodo):
-        """Run ntodo ready handles the debug way (_current_handle, slow warnings)."""
-        cdef PyObject *item
-        for _ in range(ntodo):
-            item = ready_pop(&self.ready)
-            if item is NULL:
-                break
-            obj = <object>item
-            fl_decref(item)
-            if not obj._cancelled:
-                self.run_debug(obj)
-            rejoin_gc_if_shared(<PyObject *>obj)
-
-    def _run_once(self):
-        """One iteration: poll, queue fd callbacks and due timers, run what is ready."""
-        self.run_once()
 
     def _run_until_stopped(self):
         """Run iterations until stop() was called."""

@@ -59,10 +59,6 @@ cdef class Poller:
         if self.fd >= 0:
             fl_poller_forget(self.fd, fd)
 
-    def _unregister(self, int fd):
-        """Forget fd; an fd already gone (closed, never added) is not an error."""
-        self.ctl(fd, FL_UNKNOWN, 0)
-
     def poll(self, timeout=None):
         """Wait up to `timeout` seconds (None or negative: forever); [(fd, events)]."""
         cdef int i, n = self.wait(seconds_to_ms(timeout))

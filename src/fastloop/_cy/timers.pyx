@@ -64,11 +64,6 @@ cdef class TimerQueue:
     def __len__(self):
         return self.size
 
-    @property
-    def cancelled_count(self):
-        """How many timers in the heap are cancelled (not yet dropped)."""
-        return self.ncancelled
-
     def push(self, TimerHandle handle not None):
         self.push_c(handle)
         if handle._cancelled:
@@ -93,10 +88,6 @@ cdef class TimerQueue:
                 break
             append(handle)
             rejoin_gc_if_shared(<PyObject *>handle)
-
-    def _compact(self):
-        """Rebuild the heap without its cancelled timers."""
-        self.compact_c()
 
     def clear(self):
         self.clear_c()

@@ -345,12 +345,14 @@ class CoreLoop:
         fds = self._fds
         append = self._ready.append
         waker_fd = self._waker.fileno()
+        stale = False
         for fd, mask in events:
             if fd == waker_fd:
                 self._waker.drain()
                 continue
             entry = fds.get(fd)
             if entry is None:
+                stale = True
                 continue
             reader, writer = entry[0], entry[1]
             if mask & READ and reader is not None:
@@ -363,6 +365,35 @@ class CoreLoop:
                     self.remove_writer(fd)
                 else:
                     append(writer)
+        if stale:
+            self._replace_poller()
+
+    def _replace_poller(self):
+        """Move the waker and every fd of the table to a fresh Poller; close the old one.
+
+        The cure for a stale registration: epoll watches file descriptions, so an fd
+        closed while registered stays in the set as long as a dup of it lives, and
+        keeps reporting under its old number. That entry cannot be removed by number:
+        EPOLL_CTL_DEL fails with EBADF once the number is closed, and once the number
+        is reused it names the new file (ENOENT, or that file's own entry). Left
+        alone, a level-triggered entry that stays ready makes every poll return at
+        once (the loop spins) and fires the callbacks of whatever fd reuses the
+        number. Only closing the epoll instance drops it. kqueue drops an fd's
+        filters when it is closed, so there this never runs. As the Cython twin does;
+        docs/core.md, "Stale fds are forgotten".
+        """
+        old = self._poller
+        new = Poller()
+        new.modify(self._waker.fileno(), READ)
+        for fd, entry in self._fds.items():
+            try:
+                new.modify(fd, _mask(entry))
+            except OSError:
+                # Closed while registered (the user's bug): no longer watchable. It
+                # stays in the table, so that remove_reader() still finds it.
+                pass
+        self._poller = new
+        old.close()
 
     def _run_ready_debug(self, ntodo):
         """Step 4 in debug mode: track _current_handle and warn about slow callbacks."""

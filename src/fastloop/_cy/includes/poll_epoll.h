@@ -5,7 +5,10 @@
  * - epoll watches open file *descriptions*, not fd numbers. Closing an fd removes
  *   it from the set only when no other fd (dup, fork) refers to the same
  *   description; until then events keep arriving under the old number. Hence
- *   fl_poller_forget(): a transport that closes its fd forgets it first.
+ *   fl_poller_forget(): a transport that closes its fd forgets it first. Once the
+ *   number is closed, EPOLL_CTL_DEL fails with EBADF (ENOENT once it is reused by
+ *   another file): the entry is out of reach, and only closing the epoll instance
+ *   drops it (CoreLoop.replace_poller).
  * - Because a closed fd silently leaves the set, the core's table may believe an
  *   fd is registered when the kernel does not (ENOENT on MOD), or a reused fd
  *   number may already be known (EEXIST on ADD). Both are repaired by retrying
