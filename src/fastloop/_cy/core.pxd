@@ -157,7 +157,7 @@ cdef class CoreLoop:
     cdef Handle new_handle(self, object callback, tuple args, object context)
     cdef TimerHandle new_timer(self, double when, object callback, tuple args,
                                object context)
-    cdef int lookup_fd(self, object fileobj) except? -1
+    cdef object lookup_fd(self, object fileobj)
     cdef Handle add_fd(self, object fileobj, int event, object callback, tuple args)
     cdef bint remove_fd(self, object fileobj, int event) except -1
     cdef TimerHandle schedule(self, double when, object callback, tuple args,

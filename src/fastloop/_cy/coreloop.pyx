@@ -72,6 +72,18 @@ cdef object check_callback(object callback, str method):
         raise TypeError(f'a callable object was expected by {method}(), got {callback!r}')
 
 
+cdef inline double deadline_to_double(object when) except? -1.0:
+    """A deadline as a C double; an int beyond the float range is -inf or inf."""
+    if type(when) is float:
+        return <double>when
+    try:
+        return <double>when
+    except OverflowError:
+        if isinstance(when, int):
+            return -INFINITY if when < 0 else INFINITY
+        raise
+
+
 cdef object fileobj_to_fd(object fileobj):
     """selectors' rule: an int, or an object whose fileno() gives one."""
     if isinstance(fileobj, int):
@@ -234,21 +246,22 @@ cdef class CoreLoop:
 
     def call_later(self, delay, callback, *args, context=None):
         """Arrange for callback(*args) to be called after `delay` seconds."""
-        cdef double when
         if delay is None:
             raise TypeError('delay must not be None')
         if type(delay) is float or type(delay) is int:
-            when = fl_monotonic() + <double>delay
-        else:
-            # Let Python raise the exact error asyncio's time() + delay raises.
-            when = fl_monotonic() + delay
-        return self.schedule(when, callback, args, context)
+            return self.schedule(fl_monotonic() + <double>delay, callback, args, context)
+        # Let Python raise the exact error asyncio's time() + delay raises.
+        when = fl_monotonic() + delay
+        self.check_closed()
+        return self.schedule(deadline_to_double(when), callback, args, context)
 
     def call_at(self, when, callback, *args, context=None):
         """Arrange for callback(*args) to be called at loop time `when`."""
         if when is None:
             raise TypeError('when cannot be None')
-        return self.schedule(when, callback, args, context)
+        # Closed first: asyncio reports a closed loop whatever the deadline.
+        self.check_closed()
+        return self.schedule(deadline_to_double(when), callback, args, context)
 
     cdef TimerHandle schedule(self, double when, object callback, tuple args,
                               object context):
@@ -292,7 +305,7 @@ cdef class CoreLoop:
         """Stop watching fd for writing; True if a writer was registered."""
         return self.remove_fd(fd, FL_WRITE)
 
-    cdef int lookup_fd(self, object fileobj) except? -1:
+    cdef object lookup_fd(self, object fileobj):
         # As with selectors, a socket closed since it was registered (fileno() now
         # -1) is still found by identity, so that it can be removed.
         cdef FdWatch watch
@@ -335,11 +348,14 @@ cdef class CoreLoop:
 
     cdef bint remove_fd(self, object fileobj, int event) except -1:
         if self._closed:
+            fileobj_to_fd(fileobj)  # asyncio rejects a bad file object even then
             return False
-        cdef int fd = self.lookup_fd(fileobj)
-        cdef FdWatch watch = self.fds.get(fd)
+        fd_obj = self.lookup_fd(fileobj)
+        # Numbers no fd can have (2**31) are simply not in the table.
+        cdef FdWatch watch = self.fds.get(fd_obj)
         if watch is None:
             return False
+        cdef int fd = fd_obj
         cdef int new_events = watch.events & ~event
         if new_events != watch.events:
             self.poller.ctl(fd, watch.events, new_events)

@@ -28,6 +28,20 @@ _new = object.__new__
 MAX_POLL_TIMEOUT = 24 * 3600
 
 
+def _fileobj_int(fileobj):
+    """Return the fd number of ``fileobj`` (an int, or an object with fileno()).
+
+    Unlike selectors' _fileobj_to_fd, a negative number passes: asyncio checks
+    the object before the loop's state, and the number only after.
+    """
+    if isinstance(fileobj, int):
+        return fileobj
+    try:
+        return int(fileobj.fileno())
+    except (AttributeError, TypeError, ValueError):
+        raise ValueError(f"Invalid file object: {fileobj!r}") from None
+
+
 def _mask(entry):
     """Return the READ|WRITE mask an ``_fds`` entry needs."""
     return (READ if entry[0] is not None else 0) | (WRITE if entry[1] is not None else 0)
@@ -197,9 +211,11 @@ class CoreLoop:
 
     def _add_fd(self, fileobj, event, callback, args):
         """Install the reader (``event`` READ) or writer (WRITE) Handle of ``fileobj``."""
+        fd = _fileobj_int(fileobj)
         if self._closed:
             raise RuntimeError("Event loop is closed")
-        fd = _fileobj_to_fd(fileobj)
+        if fd < 0:
+            raise ValueError(f"Invalid file descriptor: {fd}")
         handle = Handle(callback, args, self, None)
         entry = self._fds.get(fd)
         if entry is None:
@@ -220,6 +236,7 @@ class CoreLoop:
         Return True if there was one.
         """
         if self._closed:
+            _fileobj_int(fileobj)  # asyncio rejects a bad file object even then
             return False
         fd = self._lookup_fd(fileobj)
         entry = self._fds.get(fd)

@@ -21,6 +21,7 @@ from math import isnan
 MIN_SCHEDULED_TO_COMPACT = 100
 
 _NEG_INF = float("-inf")
+_INF = float("inf")
 
 
 def _heap_key(when):
@@ -30,9 +31,14 @@ def _heap_key(when):
     no dict key either), so it sorts first: it fires at once. Keys are floats,
     so the loop's timeout arithmetic always works; like the C double of the
     Cython core, the conversion rejects what is not a real number (TypeError)
-    and ints beyond the float range (OverflowError).
+    an int beyond the float range is as far in the past or future as it gets.
     """
-    return _NEG_INF if isnan(when) else float(when)
+    try:
+        return _NEG_INF if isnan(when) else float(when)
+    except OverflowError:
+        if isinstance(when, int):
+            return _NEG_INF if when < 0 else _INF
+        raise
 
 
 class TimerQueue:
