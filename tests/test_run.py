@@ -240,3 +240,42 @@ def test_shutdown_asyncgens_reports_errors(loop, exc_log):
 
 def test_shutdown_asyncgens_with_none_open(loop):
     run(loop, loop.shutdown_asyncgens())
+
+
+@pytest.mark.skipif(
+    not hasattr(asyncio, "eager_task_factory"), reason="asyncio.eager_task_factory is new in 3.12"
+)
+def test_eager_task_factory_runs_the_first_step_at_once(loop):
+    steps = []
+
+    async def body(tag):
+        steps.append(f"{tag} started")
+        await asyncio.sleep(0)
+        steps.append(f"{tag} resumed")
+        return tag
+
+    async def main():
+        finished = asyncio.create_task(body("sync"))  # runs to its first await at once
+        steps.append("after create_task")
+        assert asyncio.current_task() is not finished
+        return await finished
+
+    loop.set_task_factory(asyncio.eager_task_factory)
+    assert loop.get_task_factory() is asyncio.eager_task_factory
+    assert run(loop, main()) == "sync"
+    assert steps == ["sync started", "after create_task", "sync resumed"]
+
+
+@pytest.mark.skipif(
+    not hasattr(asyncio, "eager_task_factory"), reason="asyncio.eager_task_factory is new in 3.12"
+)
+def test_eager_task_that_never_suspends_is_done_at_creation(loop):
+    async def immediate():
+        return "now"
+
+    async def main():
+        task = asyncio.create_task(immediate())
+        return task.done(), await task
+
+    loop.set_task_factory(asyncio.eager_task_factory)
+    assert run(loop, main()) == (True, "now")
