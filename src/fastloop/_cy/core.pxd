@@ -157,6 +157,8 @@ cdef class CoreLoop:
     cdef Handle new_handle(self, object callback, tuple args, object context)
     cdef TimerHandle new_timer(self, double when, object callback, tuple args,
                                object context)
+    cdef inline int fill_handle(self, Handle handle, object callback, tuple args,
+                                object context) except -1
     cdef object lookup_fd(self, object fileobj)
     cdef Handle add_fd(self, object fileobj, int event, object callback, tuple args)
     cdef bint remove_fd(self, object fileobj, int event) except -1

@@ -174,9 +174,21 @@ cdef class CoreLoop:
     # -- callbacks --------------------------------------------------------------
 
     cdef Handle new_handle(self, object callback, tuple args, object context):
-        # Both the handle and a context copied for it start outside the cycle
-        # collector; see rejoin_gc_if_shared in handles.pyx.
         cdef Handle handle = Handle.__new__(Handle)
+        self.fill_handle(handle, callback, args, context)
+        return handle
+
+    cdef TimerHandle new_timer(self, double when, object callback, tuple args,
+                               object context):
+        cdef TimerHandle timer = TimerHandle.__new__(TimerHandle)
+        timer.when_c = when
+        self.fill_handle(timer, callback, args, context)
+        return timer
+
+    cdef inline int fill_handle(self, Handle handle, object callback, tuple args,
+                                object context) except -1:
+        # The handle, a context copied for it and its args tuple start outside the
+        # cycle collector; see rejoin_gc_if_shared in handles.pyx.
         PyObject_GC_UnTrack(<PyObject *>handle)
         handle._callback = callback
         handle._args = args
@@ -187,25 +199,9 @@ cdef class CoreLoop:
             PyObject_GC_UnTrack(<PyObject *>context)
         handle._context = context
         if self._debug:
+            # No Python frame stands for Cython code, so frame 0 is the caller.
             handle._source_traceback = aio_extract_stack(sys_getframe(0))
-        return handle
-
-    cdef TimerHandle new_timer(self, double when, object callback, tuple args,
-                               object context):
-        cdef TimerHandle timer = TimerHandle.__new__(TimerHandle)
-        PyObject_GC_UnTrack(<PyObject *>timer)
-        timer.when_c = when
-        timer._callback = callback
-        timer._args = args
-        untrack_args(args)
-        timer._loop = self
-        if context is None:
-            context = PyContext_CopyCurrent()
-            PyObject_GC_UnTrack(<PyObject *>context)
-        timer._context = context
-        if self._debug:
-            timer._source_traceback = aio_extract_stack(sys_getframe(0))
-        return timer
+        return 0
 
     cdef int push_ready(self, Handle handle) except -1:
         return ready_push(&self.ready, handle)
