@@ -13,7 +13,6 @@ from asyncio.log import logger
 from collections import deque
 from contextvars import copy_context
 from math import ceil
-from selectors import _fileobj_to_fd
 
 from .handles import Handle, TimerHandle, new_handle, new_timer
 from .poller import READ, WRITE, Poller
@@ -31,8 +30,8 @@ MAX_POLL_TIMEOUT = 24 * 3600
 def _fileobj_int(fileobj):
     """Return the fd number of ``fileobj`` (an int, or an object with fileno()).
 
-    Unlike selectors' _fileobj_to_fd, a negative number passes: asyncio checks
-    the object before the loop's state, and the number only after.
+    A negative number passes: asyncio checks the object before the loop's state,
+    and the number only after.
     """
     if isinstance(fileobj, int):
         return fileobj
@@ -260,7 +259,10 @@ class CoreLoop:
         still found by identity, so that it can be removed.
         """
         try:
-            return _fileobj_to_fd(fileobj)
+            fd = _fileobj_int(fileobj)
+            if fd < 0:
+                raise ValueError(f"Invalid file descriptor: {fd}")
+            return fd
         except ValueError:
             for fd, entry in self._fds.items():
                 if entry[2] is fileobj:
