@@ -13,9 +13,10 @@ How the tests are made to use our loop (each path was checked in the 3.10-3.13 s
 - `unittest.IsolatedAsyncioTestCase` (test_locks, test_queues, test_timeouts, ...) makes its
   loop with `asyncio.Runner`, which calls `asyncio.new_event_loop()`; on 3.13 it passes
   its `loop_factory` class attribute (None by default), set here too.
-- test_events builds loops with `asyncio.SelectorEventLoop(selector)`: while it runs,
-  that name is replaced by a factory that ignores the selector (only then: 3.13's
-  test_runners checks that `asyncio.EventLoop` is an `asyncio.SelectorEventLoop`).
+- test_events and the networking modules in SELECTOR_LOOP_MODULES build loops with
+  `asyncio.SelectorEventLoop(selector)`: while one runs, that name is replaced by a
+  factory that ignores the selector (only then: 3.13's test_runners checks that
+  `asyncio.EventLoop` is an `asyncio.SelectorEventLoop`).
 - Tests built on `test_utils.TestLoop` (a BaseEventLoop with a virtual clock, most of
   test_tasks) never touch our loop; they still run, and are counted apart.
 - test_runners and test_pep492 build `asyncio.BaseEventLoop()` and mock its selector;
@@ -57,11 +58,18 @@ DEFAULT_MODULES = [
     "test_context",
     "test_waitfor",
     "test_events",
+    "test_sock_lowlevel",
+    "test_streams",
+    "test_server",
+    "test_sendfile",
+    "test_buffered_proto",
+    "test_ssl",
+    "test_sslproto",
 ]
 
-# test_events: only the loop tests about callbacks, timers, fds, signals, executors and
-# running/closing, on one selector class (they all map to our loop), plus the classes
-# that test handles, timers and policies directly.
+# test_events: the loop tests on one selector class (they all map to our loop) but the
+# subprocess ones (not written yet), plus the classes that test handles, timers and
+# policies directly.
 EVENTS_CLASSES = {
     "EPollEventLoopTests",
     "HandleTests",
@@ -71,11 +79,17 @@ EVENTS_CLASSES = {
     "TestPyGetEventLoop",
     "TestCGetEventLoop",
 }
-EVENTS_LOOP_TESTS = re.compile(
-    r"run_until_complete|run_forever|call_later|call_soon|call_at|run_in_executor|"
-    r"reader|writer|signal|timeout_rounding|fds_after_closing|close|prompt_cancellation"
-)
-EVENTS_NETWORKING = re.compile(r"connection|server|ssl|datagram|pipe|pty|subprocess|unix|sock")
+EVENTS_NOT_YET = re.compile(r"subprocess")
+
+# Modules whose tests make their loops with asyncio.SelectorEventLoop(...).
+SELECTOR_LOOP_MODULES = {
+    "test_events",
+    "test_sock_lowlevel",
+    "test_sendfile",
+    "test_buffered_proto",
+    "test_sslproto",
+    "test_server",
+}
 
 # A test that hangs is a failure too; this bounds one test, generously.
 PER_TEST_TIMEOUT = 120
@@ -205,9 +219,7 @@ def load(module: str) -> unittest.TestSuite:
         method = getattr(test, "_testMethodName", "")
         if cls not in EVENTS_CLASSES:
             continue
-        if cls == "EPollEventLoopTests" and (
-            not EVENTS_LOOP_TESTS.search(method) or EVENTS_NETWORKING.search(method)
-        ):
+        if cls == "EPollEventLoopTests" and EVENTS_NOT_YET.search(method):
             continue
         kept.addTest(test)
     return kept
@@ -220,7 +232,7 @@ def run_module(module: str) -> dict[str, dict] | None:
     suite = load(module)
     result = RecordingResult(stream=io.StringIO(), descriptions=False, verbosity=0)
     stock_selector_loop = asyncio.SelectorEventLoop
-    if module == "test_events":
+    if module in SELECTOR_LOOP_MODULES:
         asyncio.SelectorEventLoop = Counters.new_loop
     try:
         # Module-level fixtures (setUpModule/tearDownModule) run through the suite.

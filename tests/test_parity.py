@@ -12,15 +12,17 @@ import asyncio
 import inspect
 import time
 import types
+import weakref
 
 import pytest
 
 from helpers import import_core, loop_class
 
-CORE_NAMES = ["CoreLoop", "Handle", "TimerHandle", "TimerQueue", "Poller", "Waker", "READ", "WRITE"]
-CLASSES = ["CoreLoop", "Handle", "TimerHandle", "TimerQueue", "Poller", "Waker"]
+TRANSPORTS = ["SocketTransport", "DatagramTransport", "ReadPipeTransport", "WritePipeTransport"]
+CLASSES = ["CoreLoop", "Handle", "TimerHandle", "TimerQueue", "Poller", "Waker", *TRANSPORTS]
+CORE_NAMES = [*CLASSES, "READ", "WRITE"]
 
-# The underscore names of docs/core.md: methods the mixin calls, and state it reads or
+# The underscore names of docs/core.md and docs/transports.md: methods the mixin calls, and state it reads or
 # writes, with the value a fresh loop has.
 CORELOOP_PRIVATE_METHODS = [
     "_check_closed",
@@ -30,6 +32,16 @@ CORELOOP_PRIVATE_METHODS = [
     "_timer_handle_cancelled",
     "_write_to_self",
     "_run_until_stopped",
+    # docs/transports.md
+    "_ensure_fd_no_transport",
+    "_add_reader",
+    "_add_writer",
+    "_remove_reader",
+    "_remove_writer",
+    "_make_socket_transport",
+    "_make_datagram_transport",
+    "_make_read_pipe_transport",
+    "_make_write_pipe_transport",
 ]
 CORELOOP_STATE = {
     "_debug": False,
@@ -103,6 +115,12 @@ def test_coreloop_private_contract(core_loop):
     for name, fresh in CORELOOP_STATE.items():
         assert hasattr(core_loop, name), name
         assert getattr(core_loop, name) == fresh, name
+
+
+def test_coreloop_transport_table(core_loop):
+    # Weak, as asyncio's: a transport nobody holds any more does not own its fd.
+    assert isinstance(core_loop._transports, weakref.WeakValueDictionary)
+    assert len(core_loop._transports) == 0
 
 
 def test_coreloop_state_is_writable_where_the_mixin_writes_it(core_loop):

@@ -4,8 +4,9 @@
 asyncio.AbstractEventLoop)``; the core owns the ready queue, timers, poller and
 ``_run_until_stopped`` (see docs/core.md), ``LoopMixin`` everything around them.
 Where asyncio's own ``BaseEventLoop`` method only touches state this mixin or the
-core provides, it is bound here as is (see ``LoopMixin``'s borrowed block), so
-its behaviour follows the running interpreter's version exactly.
+core provides, it is bound here as is (see ``LoopMixin``'s borrowed block, and
+``NetMixin``'s in _net.py for networking), so its behaviour follows the running
+interpreter's version exactly.
 """
 
 import asyncio
@@ -17,43 +18,17 @@ from asyncio import base_events, coroutines, events
 from asyncio.log import logger
 
 from . import _impl
+from ._net import NetMixin
 from ._unix import SignalMixin
 
-# The networking half of AbstractEventLoop, not written yet: the inherited
-# AbstractEventLoop methods raise NotImplementedError. Names this interpreter's
-# AbstractEventLoop lacks (sock_recvfrom and friends before 3.11) are left out.
-NOT_YET_IMPLEMENTED = tuple(
-    name
-    for name in (
-        "create_connection",
-        "create_server",
-        "sendfile",
-        "start_tls",
-        "create_unix_connection",
-        "create_unix_server",
-        "connect_accepted_socket",
-        "create_datagram_endpoint",
-        "connect_read_pipe",
-        "connect_write_pipe",
-        "subprocess_shell",
-        "subprocess_exec",
-        "sock_recv",
-        "sock_recv_into",
-        "sock_recvfrom",
-        "sock_recvfrom_into",
-        "sock_sendall",
-        "sock_sendto",
-        "sock_connect",
-        "sock_accept",
-        "sock_sendfile",
-    )
-    if hasattr(asyncio.AbstractEventLoop, name)
-)
+# Subprocesses are not written yet: these inherited AbstractEventLoop methods
+# raise NotImplementedError.
+NOT_YET_IMPLEMENTED = ("subprocess_shell", "subprocess_exec")
 
 _BaseEventLoop = base_events.BaseEventLoop
 
 
-class LoopMixin(SignalMixin):
+class LoopMixin(NetMixin, SignalMixin):
     """asyncio's loop API around a core: running, closing, tasks, executors, errors."""
 
     def __init__(self):

@@ -6,6 +6,12 @@ round. A slow drift of the machine (thermal throttling, a noisy neighbour) there
 hits every loop alike instead of whichever happened to run last, and no loop inherits
 another's heap, caches or imported modules.
 
+Each timed run also records the child's CPU time (`time.process_time()`: user + system,
+all its threads). For the networking workloads the client is another process, so this
+is the server's CPU alone. A round's CPU sample is the least of its child's runs, and
+the table's "cpu us/op" is the median over rounds divided by the operations (for the
+echo workloads: server CPU per round trip).
+
 Inside a child the workload runs once untimed on a fresh loop (imports, allocator
 warm-up, and a first correctness check), then `repeat` times on fresh loops; the child
 reports every timing and the parent keeps the best of them as that round's sample. The
@@ -45,22 +51,26 @@ CHILD_TIMEOUT = 300.0
 # --- the child: one workload on one loop, timings as one JSON line on stdout ----------
 
 def run_child(workload_name, loop_name, repeat):
-    """Time workload_name on loop_name; return {'times': [...], 'ops': n}."""
+    """Time workload_name on loop_name; return {'times': [...], 'cpu': [...], 'ops': n}."""
     workload = _workloads.get(workload_name)
     factory = _loops.find(loop_name)
     times = []
+    cpu = []
     for i in range(repeat + 1):
         loop = factory()
         try:
             gc.collect()
+            cpu_start = time.process_time()
             start = time.perf_counter()
             ops = workload.run(loop)
             elapsed = time.perf_counter() - start
+            cpu_elapsed = time.process_time() - cpu_start
         finally:
             loop.close()
         if i:  # the first run is the warm-up
             times.append(elapsed)
-    return {"times": times, "ops": ops}
+            cpu.append(cpu_elapsed)
+    return {"times": times, "cpu": cpu, "ops": ops}
 
 
 def _child_main(argv):
@@ -111,7 +121,10 @@ class Progress:
 
 
 def run_sample(workload, loop, repeat):
-    """Run one child; return (best time in seconds, None) or (None, error text)."""
+    """Run one child; return ({'time', 'cpu', 'ops'}, None) or (None, error text).
+
+    'time' is the best wall time in seconds, 'cpu' the least CPU time of the same runs.
+    """
     cmd = [sys.executable, "-m", "fastloop._bench.runner", "--child", workload, loop,
            str(repeat)]
     try:
@@ -124,7 +137,9 @@ def run_sample(workload, loop, repeat):
         return None, f"exit code {proc.returncode}:\n{tail}"
     try:
         result = json.loads(proc.stdout.strip().splitlines()[-1])
-        return min(result["times"]), None
+        cpu = result.get("cpu") or [None]
+        return {"time": min(result["times"]), "cpu": min(cpu) if None not in cpu else None,
+                "ops": result.get("ops")}, None
     except (ValueError, IndexError, KeyError) as exc:
         return None, f"unreadable child output ({exc!r}): {proc.stdout[-500:]!r}"
 
@@ -161,6 +176,19 @@ def environment():
     }
 
 
+def _per_op(entry):
+    """Format the median CPU per operation in microseconds, or a dash."""
+    cpu, ops = entry.get("cpu_median"), entry.get("ops")
+    if cpu is None or not ops:
+        return "-"
+    micros = cpu / ops * 1e6
+    if micros >= 100:
+        return f"{micros:.0f}"
+    if micros >= 10:
+        return f"{micros:.1f}"
+    return f"{micros:.2f}"
+
+
 def _ratio(base, value):
     """Format base/value as a speed-up, or a dash when either is missing."""
     if base is None or value is None or value <= 0:
@@ -170,7 +198,8 @@ def _ratio(base, value):
 
 def format_table(results, loop_names):
     """Return the comparison table (a str) for results[workload][loop] summaries."""
-    header = ["workload", "loop", "median ms", "spread", "vs asyncio", "vs uvloop"]
+    header = ["workload", "loop", "median ms", "spread", "cpu us/op", "vs asyncio",
+              "vs uvloop"]
     rows = []
     for workload, per_loop in results.items():
         base_aio = per_loop.get("asyncio", {}).get("median")
@@ -180,20 +209,20 @@ def format_table(results, loop_names):
             if entry is None:
                 continue
             if "error" in entry:
-                rows.append([workload, loop, "FAILED", "", "", ""])
+                rows.append([workload, loop, "FAILED", "", "", "", ""])
                 continue
             median = entry["median"]
             # One sample has no spread: a dash, never a reassuring "±0.0%".
             spread = f"±{entry['spread'] * 100:.1f}%" if len(entry["samples"]) > 1 else "-"
             rows.append([
-                workload, loop, f"{median * 1e3:.1f}", spread,
+                workload, loop, f"{median * 1e3:.1f}", spread, _per_op(entry),
                 _ratio(base_aio, median), _ratio(base_uv, median),
             ])
         rows.append(None)
     # Geometric mean of each loop's speed-ups, over the workloads where both it and the
     # base finished; "-" when some workload is missing, so a failure is never averaged away.
     for loop in loop_names:
-        row = ["geomean", loop, "", ""]
+        row = ["geomean", loop, "", "", ""]
         for base_name in ("asyncio", "uvloop"):
             ratios = []
             for per_loop in results.values():
@@ -226,6 +255,8 @@ def compare(workload_names, loop_names, rounds, repeat, progress=True):
     _, skipped = _loops.available(loop_names)
     runnable = [name for name in loop_names if name not in skipped]
     samples = {w: {loop: [] for loop in runnable} for w in workload_names}
+    cpu_samples = {w: {loop: [] for loop in runnable} for w in workload_names}
+    ops = {}
     errors = {}
     total = rounds * len(workload_names) * len(runnable)
     status = Progress(total) if progress else None
@@ -239,11 +270,14 @@ def compare(workload_names, loop_names, rounds, repeat, progress=True):
                     status.step(round_index + 1, rounds, workload, loop)
                 if (workload, loop) in errors:
                     continue  # a failed pair fails every round the same way
-                best, error = run_sample(workload, loop, repeat)
+                sample, error = run_sample(workload, loop, repeat)
                 if error is not None:
                     errors[(workload, loop)] = error
                 else:
-                    samples[workload][loop].append(best)
+                    samples[workload][loop].append(sample["time"])
+                    if sample["cpu"] is not None:
+                        cpu_samples[workload][loop].append(sample["cpu"])
+                    ops[(workload, loop)] = sample["ops"]
     if status:
         status.finish()
     results = {}
@@ -255,6 +289,10 @@ def compare(workload_names, loop_names, rounds, repeat, progress=True):
             else:
                 entry = summarize(samples[workload][loop])
                 entry["samples"] = samples[workload][loop]
+                cpu = cpu_samples[workload][loop]
+                entry["cpu_samples"] = cpu
+                entry["cpu_median"] = statistics.median(cpu) if cpu else None
+                entry["ops"] = ops.get((workload, loop))
                 results[workload][loop] = entry
     return results, skipped, errors
 
@@ -300,10 +338,12 @@ def main(argv=None):
     loop_names = _names(args.loops, list(_loops.LOOP_NAMES), "loops")
     if args.list:
         found, skipped = _loops.available(loop_names)
+        width = max(12, *(len(name) for name in _workloads.WORKLOADS))
         for workload in _workloads.WORKLOADS.values():
-            print(f"workload  {workload.name:<12} {workload.description}")
+            print(f"workload  {workload.name:<{width}} {workload.description}")
         for name in loop_names:
-            print(f"loop      {name:<12} {'available' if name in found else skipped[name]}")
+            print(f"loop      {name:<{width}} "
+                  f"{'available' if name in found else skipped[name]}")
         return 0
     rounds = args.rounds or (QUICK_ROUNDS if args.quick else DEFAULT_ROUNDS)
     repeat = args.repeat or (QUICK_REPEAT if args.quick else DEFAULT_REPEAT)
@@ -315,7 +355,9 @@ def main(argv=None):
           f"{env['implementation']} {env['python']}, {env['platform']}, "
           f"{env['cpus']} CPUs")
     print(f"{rounds} rounds x {repeat} timed runs per fresh process; "
-          f"time per workload (lower is better), speed-up = other loop's time / this one's")
+          f"time per workload (lower is better), speed-up = other loop's time / this "
+          f"one's; cpu us/op = this process's CPU per operation (echo: server CPU per "
+          f"round trip)")
     results, skipped, errors = compare(workload_names, loop_names, rounds, repeat,
                                        progress=True)
     for name, reason in skipped.items():

@@ -13,6 +13,8 @@ different runs stay comparable.
 import asyncio
 import threading
 
+from . import echo as _echo
+
 __all__ = ["WORKLOADS", "Workload", "WorkloadError", "get"]
 
 # 100k operations per workload: long enough (tens to hundreds of milliseconds on stock
@@ -178,6 +180,8 @@ WORKLOADS = {
                  SLEEP_TASKS * SLEEP_SWITCHES),
         Workload("threadsafe", threadsafe, "4 threads x 25k call_soon_threadsafe",
                  THREADSAFE_THREADS * THREADSAFE_PER_THREAD),
+        # Networking (echo.py): an echo server on the loop, a client in another process.
+        *[Workload(*spec) for spec in _echo.ECHO_WORKLOADS],
     ]
 }
 

@@ -11,6 +11,11 @@ cdef double MAX_POLL_TIMEOUT = 24 * 3600.0
 cdef Py_ssize_t MIN_SCHEDULED_TO_COMPACT = 100
 cdef double MIN_CANCELLED_FRACTION_TO_COMPACT = 0.5
 
+# Bytes asked of one recv()/read() by a transport: asyncio's
+# selector_events._SelectorTransport.max_size (256 KiB). Also the size of the
+# buffer each loop owns for those reads (transports.pyx).
+cdef Py_ssize_t MAX_RECV_SIZE = 256 * 1024
+
 cdef enum:
     # Events fetched by one epoll_wait/kevent. Level-triggered polling hands the rest
     # to the next wait; 256 keeps the kernel-side array on the stack small (3 KiB

@@ -45,6 +45,21 @@ cdef extern from "compat.h" nogil:
     void fl_waker_drain(int rfd)
 
 
+cdef extern from "net.h" nogil:
+    enum:
+        FL_IOV_BATCH
+    struct iovec:
+        void *iov_base
+        size_t iov_len
+    int fl_would_block(int err)
+    Py_ssize_t fl_send(int fd, const char *p, Py_ssize_t n)
+    Py_ssize_t fl_recv(int fd, char *p, Py_ssize_t n)
+    Py_ssize_t fl_sendv(int fd, iovec *iov, int n)
+    Py_ssize_t fl_read(int fd, char *p, Py_ssize_t n)
+    Py_ssize_t fl_write(int fd, const char *p, Py_ssize_t n)
+    int fl_sock_fd(PyObject *sock)
+
+
 # handles.pyx
 
 cdef class Handle:
@@ -132,7 +147,8 @@ cdef class FdWatch:
     cdef object fileobj           # as registered: found by identity once closed
     cdef Handle reader
     cdef Handle writer
-    cdef int events
+    cdef int events               # what the handles want; 0: dormant, see remove_fd
+    cdef int kernel               # what the poller was last told
 
 
 cdef class CoreLoop:
@@ -149,6 +165,10 @@ cdef class CoreLoop:
     cdef Poller poller
     cdef Waker waker
     cdef dict fds                 # fd -> FdWatch, the waker's fd excluded
+    cdef list dormant             # fds whose last handle left; forgotten before the poll
+    cdef public object _transports  # weakref.WeakValueDictionary: fd -> transport
+    cdef dict transports_data     # its .data: fd -> KeyedRef, read without a call
+    cdef char *recv_buf           # MAX_RECV_SIZE bytes every recv() lands in first
 
     cdef int push_ready(self, Handle handle) except -1
     cdef int clear_ready(self) except -1
@@ -161,12 +181,135 @@ cdef class CoreLoop:
                                 object context) except -1
     cdef object lookup_fd(self, object fileobj)
     cdef Handle add_fd(self, object fileobj, int event, object callback, tuple args)
+    cdef int install_handle(self, object fileobj, int fd, int event,
+                            Handle handle) except -1
+    cdef int add_io(self, object fd_obj, int fd, int event, Handle handle) except -1
+    cdef bint fd_polling(self, int fd, int event)
+    cdef int ensure_fd_no_transport(self, object fd) except -1
+    cdef char *get_recv_buf(self) except NULL
+    cdef Handle call_soon_c(self, object callback, tuple args)
     cdef bint remove_fd(self, object fileobj, int event) except -1
     cdef TimerHandle schedule(self, double when, object callback, tuple args,
                               object context)
     cdef int fd_ready(self, int fd, int events) except -1
     cdef int replace_poller(self) except -1
+    cdef int forget_dormant(self) except -1
+    cdef int check_sock(self, object sock) except -1
+    cdef object sock_wait(self, int event, object sock, object callback, tuple args)
     cdef int poll_timeout_ms(self) except? -2
     cdef int run_once(self) except -1
     cdef int run_foreign(self, object handle) except -1
     cdef int run_debug(self, object handle) except -1
+
+
+# transports.pyx
+
+cdef class SockDone:
+    cdef CoreLoop loop
+    cdef object sock
+    cdef int event
+    cdef Handle handle
+
+
+cdef class IoHandle(Handle):
+    cdef TransportBase transport
+    cdef bint writer
+
+    cdef object bound_callback(self)
+
+
+# Every idle connection costs one transport, so fields are packed: the flags of all
+# subclasses live here, together, after the pointers.
+cdef class TransportBase:
+    cdef readonly CoreLoop _loop
+    cdef readonly object _protocol
+    cdef dict extra                 # the caller's extra info (plus 'pipe' for pipes)
+    cdef object fd_obj              # fd as one int object, the key in the loop's tables
+    cdef object __weakref__
+    cdef readonly Py_ssize_t _conn_lost
+    cdef int fd
+    cdef readonly bint _closing
+    cdef readonly bint _paused
+    cdef readonly bint _protocol_paused
+    cdef readonly bint _eof         # SocketTransport: write_eof() was called
+    cdef bint protocol_connected
+    cdef bint buffered              # SocketTransport: the protocol is a BufferedProtocol
+
+    cdef int read_ready(self) except -1
+    cdef int write_ready(self) except -1
+    cdef int add_reader_c(self) except -1
+    cdef int add_writer_c(self) except -1
+    cdef int fatal_error(self, object exc, object message) except -1
+    cdef int force_close(self, object exc) except -1
+    cdef int schedule_connection_lost(self, object exc) except -1
+    cdef object extra_get(self, object name, object default)
+    cdef dict extra_dict(self)
+
+
+cdef class FlowControlTransport(TransportBase):
+    cdef object high_obj
+    cdef object low_obj
+    cdef double high_water
+    cdef double low_water
+
+    cdef Py_ssize_t buffer_size_c(self)
+    cdef int set_limits_c(self, object high, object low) except -1
+    cdef int maybe_pause_protocol(self) except -1
+    cdef int maybe_resume_protocol(self) except -1
+
+
+cdef class SelectorTransportBase(FlowControlTransport):
+    # Extra info in fields, not a dict: 'socket' is made on first use (a
+    # TransportSocket only wraps sock_obj), sockname/peername are shared with the
+    # previous transport when equal (every connection a server accepts has the
+    # same sockname). A dict per connection would cost more than the rest.
+    cdef object trsock              # the socket, until 'socket' wraps it once
+    cdef object sockname
+    cdef object peername
+    cdef readonly object _sock
+    cdef readonly object _server
+    cdef public Py_ssize_t max_size   # bytes asked of one recv()
+
+    cdef int init_selector(self, CoreLoop loop, object sock, object protocol,
+                           object extra, object server) except -1
+
+
+cdef class SocketTransport(SelectorTransportBase):
+    cdef public object _empty_waiter
+    cdef list wqueue                # bytes objects not sent yet, from index whead
+    cdef Py_ssize_t whead
+    cdef Py_ssize_t woffset         # bytes of wqueue[whead] already sent
+    cdef Py_ssize_t wsize           # bytes queued (get_write_buffer_size)
+
+    cdef int read_data(self) except -1
+    cdef int read_buffered(self) except -1
+    cdef int on_eof(self) except -1
+    cdef int queue_bytes(self, object data, Py_ssize_t offset) except -1
+    cdef int queue_copy(self, const char *p, Py_ssize_t n) except -1
+    cdef int clear_queue(self) except -1
+    cdef Py_ssize_t send_queue(self) noexcept
+    cdef int consume(self, Py_ssize_t n) except -1
+    cdef int flush(self) except -1
+    cdef int drop_write(self) except -1
+
+
+cdef class DatagramTransport(SelectorTransportBase):
+    cdef readonly object _address
+    cdef readonly Py_ssize_t _buffer_size
+    cdef object dbuffer             # collections.deque of (bytes, addr)
+
+    cdef int dequeue(self) except -1
+
+
+cdef class ReadPipeTransport(TransportBase):
+    cdef public object _pipe
+    cdef readonly object _fileno
+    cdef public Py_ssize_t max_size
+
+
+cdef class WritePipeTransport(FlowControlTransport):
+    cdef public object _pipe
+    cdef readonly object _fileno
+    cdef bytearray pbuffer
+
+    cdef int close_c(self, object exc) except -1

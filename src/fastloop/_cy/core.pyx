@@ -9,7 +9,7 @@ cimport cython
 from cpython.exc cimport PyErr_SetFromErrno
 from cpython.tuple cimport PyTuple_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
-from libc.errno cimport EINTR, errno
+from libc.errno cimport EINTR, EIO, errno
 from libc.math cimport INFINITY, ceil
 from posix.unistd cimport close
 
@@ -45,3 +45,4 @@ include "timers.pyx"
 include "poller.pyx"
 include "waker.pyx"
 include "coreloop.pyx"
+include "transports.pyx"

@@ -111,6 +111,9 @@ cdef class CoreLoop:
         self.waker = Waker()
         self.poller.ctl(self.waker.rfd, 0, FL_READ)
         self.fds = {}
+        self.dormant = []
+        self._transports = weakref_WeakValueDictionary()
+        self.transports_data = self._transports.data
 
     def __dealloc__(self):
         cdef PyObject *item
@@ -121,6 +124,7 @@ cdef class CoreLoop:
             rejoin_gc_if_shared(item)
             fl_decref(item)
         PyMem_Free(self.ready.items)
+        PyMem_Free(self.recv_buf)
 
     # -- state ------------------------------------------------------------------
 
@@ -168,6 +172,7 @@ cdef class CoreLoop:
         self.clear_ready()
         self.timers.clear_c()
         self.fds = {}
+        self.dormant = []
         self.poller.close()
         self.waker.close_fds()
 
@@ -229,6 +234,17 @@ cdef class CoreLoop:
         ready_push(&self.ready, handle)
         return handle
 
+    cdef Handle call_soon_c(self, object callback, tuple args):
+        """call_soon(callback, *args) for the core's own callers (transports)."""
+        if self._closed:
+            raise RuntimeError('Event loop is closed')
+        if self._debug:
+            self.check_thread()
+            check_callback(callback, 'call_soon')
+        cdef Handle handle = self.new_handle(callback, args, None)
+        ready_push(&self.ready, handle)
+        return handle
+
     def call_soon_threadsafe(self, callback, *args, context=None):
         """Like call_soon(), but callable from any thread: wakes the loop."""
         if self._closed:
@@ -285,21 +301,68 @@ cdef class CoreLoop:
 
     # -- file descriptors -------------------------------------------------------
 
+    # The public four refuse an fd that a live transport owns; the private twins,
+    # used by transports, the sock_* methods and asyncio's borrowed code, do not.
+
     def add_reader(self, fd, callback, *args):
         """Call callback(*args) whenever fd is readable."""
+        self.ensure_fd_no_transport(fd)
         self.add_fd(fd, FL_READ, callback, args)
 
     def add_writer(self, fd, callback, *args):
         """Call callback(*args) whenever fd is writable."""
+        self.ensure_fd_no_transport(fd)
         self.add_fd(fd, FL_WRITE, callback, args)
 
     def remove_reader(self, fd):
         """Stop watching fd for reading; True if a reader was registered."""
+        self.ensure_fd_no_transport(fd)
         return self.remove_fd(fd, FL_READ)
 
     def remove_writer(self, fd):
         """Stop watching fd for writing; True if a writer was registered."""
+        self.ensure_fd_no_transport(fd)
         return self.remove_fd(fd, FL_WRITE)
+
+    def _add_reader(self, fd, callback, *args):
+        """add_reader() without the transport check; return the Handle."""
+        return self.add_fd(fd, FL_READ, callback, args)
+
+    def _add_writer(self, fd, callback, *args):
+        """add_writer() without the transport check; return the Handle."""
+        return self.add_fd(fd, FL_WRITE, callback, args)
+
+    def _remove_reader(self, fd):
+        return self.remove_fd(fd, FL_READ)
+
+    def _remove_writer(self, fd):
+        return self.remove_fd(fd, FL_WRITE)
+
+    def _ensure_fd_no_transport(self, fd):
+        """RuntimeError if a transport that is not closing owns fd."""
+        self.ensure_fd_no_transport(fd)
+
+    cdef int ensure_fd_no_transport(self, object fd) except -1:
+        fileno = fileobj_to_fd(fd)
+        # The WeakValueDictionary's own dict, read without a Python-level call.
+        ref = self.transports_data.get(fileno)
+        if ref is None:
+            return 0
+        transport = ref()
+        if transport is not None and not transport.is_closing():
+            raise RuntimeError(f'File descriptor {fd!r} is used by transport {transport!r}')
+        return 0
+
+    cdef bint fd_polling(self, int fd, int event):
+        cdef FdWatch watch = self.fds.get(fd)
+        return watch is not None and (watch.events & event) != 0
+
+    cdef char *get_recv_buf(self) except NULL:
+        if self.recv_buf is NULL:
+            self.recv_buf = <char *>PyMem_Malloc(MAX_RECV_SIZE)
+            if self.recv_buf is NULL:
+                raise MemoryError()
+        return self.recv_buf
 
     cdef object lookup_fd(self, object fileobj):
         # As with selectors, a socket closed since it was registered (fileno() now
@@ -324,23 +387,43 @@ cdef class CoreLoop:
         cdef int fd = fd_obj
         cdef Handle handle = self.new_handle(callback, args, None)
         track_handle(<PyObject *>handle)  # it lives in the fd table, shared with users
+        self.install_handle(fileobj, fd, event, handle)
+        return handle
+
+    cdef int add_io(self, object fd_obj, int fd, int event, Handle handle) except -1:
+        """Make `handle` fd's reader or writer (a transport's; the loop is open)."""
+        return self.install_handle(fd_obj, fd, event, handle)
+
+    cdef int install_handle(self, object fileobj, int fd, int event,
+                            Handle handle) except -1:
         cdef FdWatch watch = self.fds.get(fd)
-        cdef int old_events = watch.events if watch is not None else 0
+        cdef int want
         # The poller first: if it refuses the fd (EPERM, EBADF), nothing changed.
-        if old_events | event != old_events:
-            self.poller.ctl(fd, old_events, old_events | event)
         if watch is None:
+            self.poller.ctl(fd, 0, event)
             watch = FdWatch.__new__(FdWatch)
-            self.fds[fd] = watch
+            # An int fileobj is the key as is: one int object less per fd.
+            self.fds[fileobj if type(fileobj) is int else fd] = watch
+            want = event
+        else:
+            want = watch.events | event
+            if watch.events == 0 and (watch.fileobj is not fileobj
+                                      or isinstance(fileobj, int)):
+                # Dormant (see remove_fd), and the number may name another file
+                # by now: tell the poller afresh whatever it still holds.
+                self.poller.ctl(fd, FL_UNKNOWN, want)
+            elif watch.kernel != want:
+                self.poller.ctl(fd, watch.kernel, want)
+        watch.kernel = want
         watch.fileobj = fileobj
-        watch.events = old_events | event
+        watch.events = want
         if event == FL_READ:
             old, watch.reader = watch.reader, handle
         else:
             old, watch.writer = watch.writer, handle
         if old is not None:
             (<Handle>old)._cancel_c()
-        return handle
+        return 0
 
     cdef bint remove_fd(self, object fileobj, int event) except -1:
         if self._closed:
@@ -354,11 +437,15 @@ cdef class CoreLoop:
         cdef int fd = fd_obj
         cdef int new_events = watch.events & ~event
         if new_events != watch.events:
-            self.poller.ctl(fd, watch.events, new_events)
-        if new_events:
+            if new_events:
+                self.poller.ctl(fd, watch.kernel, new_events)
+                watch.kernel = new_events
+            else:
+                # The last handle left: the fd stays in the poller, dormant, until
+                # the next poll. sock_recv() after sock_recv() on one socket, the
+                # usual case, re-arms it within the iteration without a syscall.
+                self.dormant.append(fd)
             watch.events = new_events
-        else:
-            del self.fds[fd]
         if event == FL_READ:
             old, watch.reader = watch.reader, None
         else:
@@ -403,10 +490,12 @@ cdef class CoreLoop:
         filters when it is closed, so there this never runs. docs/core.md, "Stale
         fds are forgotten".
         """
+        self.forget_dormant()
         cdef Poller old = self.poller, new = Poller()
         cdef FdWatch watch
         new.ctl(self.waker.rfd, 0, FL_READ)
         for fd, watch in self.fds.items():
+            watch.kernel = watch.events
             try:
                 new.ctl(fd, 0, watch.events)
             except OSError:
@@ -415,6 +504,19 @@ cdef class CoreLoop:
                 pass
         self.poller = new
         old.close()
+        return 0
+
+    cdef int forget_dormant(self) except -1:
+        """Drop the fds whose handles all left since the last poll from the poller."""
+        cdef FdWatch watch
+        cdef list dormant = self.dormant
+        self.dormant = []
+        for fd in dormant:
+            watch = self.fds.get(fd)
+            if watch is not None and watch.events == 0:
+                del self.fds[fd]
+                # Errors are ignored: a closed fd has left the poller already.
+                fl_poller_forget(self.poller.fd, fd)
         return 0
 
     # -- the iteration ----------------------------------------------------------
@@ -440,6 +542,8 @@ cdef class CoreLoop:
         cdef fl_event *events
 
         self.timers.compact_if_worth_it()
+        if self.dormant:
+            self.forget_dormant()
         cdef int timeout_ms = self.poll_timeout_ms()
         # With nothing but the waker registered, a zero-timeout poll can only report
         # the waker, whose sole job is to end a sleep; skip that syscall.
@@ -508,3 +612,166 @@ cdef class CoreLoop:
                     break
         finally:
             self._stopping = False
+
+    # -- transports ---------------------------------------------------------------
+
+    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None,
+                               server=None):
+        if PY312:
+            self.ensure_fd_no_transport(sock)
+        return SocketTransport(self, sock, protocol, waiter, extra, server)
+
+    def _make_datagram_transport(self, sock, protocol, address=None, waiter=None,
+                                 extra=None):
+        if PY312:
+            self.ensure_fd_no_transport(sock)
+        return DatagramTransport(self, sock, protocol, address, waiter, extra)
+
+    def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        return ReadPipeTransport(self, pipe, protocol, waiter, extra)
+
+    def _make_write_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        return WritePipeTransport(self, pipe, protocol, waiter, extra)
+
+    # -- sock_* coroutines ----------------------------------------------------------
+    # Each tries its syscall first (on the fd itself for a plain socket.socket);
+    # only when that would block does it make a future and register a reader or
+    # writer that retries. Whatever settles the future (result, error,
+    # cancellation) unregisters it (SockDone).
+
+    cdef int check_sock(self, object sock) except -1:
+        if type(sock) is not socket_socket:
+            check_ssl_socket(sock)
+        if self._debug and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+        return 0
+
+    cdef object sock_wait(self, int event, object sock, object callback, tuple args):
+        """A future that callback(fut, *args) settles when sock is ready."""
+        fut = aio_Future(loop=self)
+        fd = sock.fileno()
+        self.ensure_fd_no_transport(fd)
+        # Registered under the socket object: a sock_recv() that follows on the same
+        # socket finds it dormant and re-arms it without a syscall (install_handle).
+        handle = self.add_fd(sock, event, callback, (fut,) + args)
+        fut.add_done_callback(new_sock_done(self, sock, event, handle))
+        return fut
+
+    async def sock_recv(self, sock, n):
+        """Receive up to n bytes from sock."""
+        self.check_sock(sock)
+        data = sock_recv_now(self, sock, n)
+        if data is not None:
+            return data
+        return await self.sock_wait(FL_READ, sock, self._sock_recv, (sock, n))
+
+    def _sock_recv(self, fut, sock, n):
+        if fut.done():
+            return
+        try:
+            data = sock_recv_now(self, sock, n)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            fut.set_exception(exc)
+            return
+        if data is not None:
+            fut.set_result(data)
+
+    async def sock_recv_into(self, sock, buf):
+        """Receive into buf; return the number of bytes received."""
+        self.check_sock(sock)
+        nbytes = sock_recv_into_now(self, sock, buf)
+        if nbytes is not None:
+            return nbytes
+        return await self.sock_wait(FL_READ, sock, self._sock_recv_into, (sock, buf))
+
+    def _sock_recv_into(self, fut, sock, buf):
+        if fut.done():
+            return
+        try:
+            nbytes = sock_recv_into_now(self, sock, buf)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            fut.set_exception(exc)
+            return
+        if nbytes is not None:
+            fut.set_result(nbytes)
+
+    async def sock_recvfrom(self, sock, bufsize):
+        """Receive a datagram of up to bufsize bytes; return (data, address)."""
+        self.check_sock(sock)
+        try:
+            return sock.recvfrom(bufsize)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self.sock_wait(FL_READ, sock, self._sock_retry,
+                                    (sock, 'recvfrom', bufsize))
+
+    async def sock_recvfrom_into(self, sock, buf, nbytes=0):
+        """Receive a datagram into buf; return (nbytes, address)."""
+        self.check_sock(sock)
+        if not nbytes:
+            nbytes = len(buf)
+        try:
+            return sock.recvfrom_into(buf, nbytes)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self.sock_wait(FL_READ, sock, self._sock_retry,
+                                    (sock, 'recvfrom_into', buf, nbytes))
+
+    async def sock_sendall(self, sock, data):
+        """Send all of data; return None."""
+        self.check_sock(sock)
+        n = sock_send_now(self, sock, data)
+        if n is None:
+            return
+        # pos: a list, so that the retries share their progress.
+        return await self.sock_wait(FL_WRITE, sock, self._sock_sendall,
+                                    (sock, memoryview(data), [n]))
+
+    def _sock_sendall(self, fut, sock, view, pos):
+        if fut.done():
+            return
+        start = pos[0]
+        try:
+            n = sock.send(view[start:])
+        except (BlockingIOError, InterruptedError):
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            fut.set_exception(exc)
+            return
+        start += n
+        if start == len(view):
+            fut.set_result(None)
+        else:
+            pos[0] = start
+
+    async def sock_sendto(self, sock, data, address):
+        """Send a datagram to address; return the number of bytes sent."""
+        self.check_sock(sock)
+        try:
+            return sock.sendto(data, address)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self.sock_wait(FL_WRITE, sock, self._sock_retry,
+                                    (sock, 'sendto', data, 0, address))
+
+    def _sock_retry(self, fut, sock, method, *args):
+        """Readiness callback: retry sock.<method>(*args) into fut."""
+        if fut.done():
+            return
+        try:
+            # Looked up each time, as asyncio does (tests patch the socket's methods).
+            result = getattr(sock, method)(*args)
+        except (BlockingIOError, InterruptedError):
+            return  # spurious readiness: wait for the next event
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)

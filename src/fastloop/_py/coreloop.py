@@ -5,8 +5,10 @@ docs/core.md is the contract. The mixin in fastloop/_loop.py adds run_forever()
 and everything else around it.
 """
 
+import functools
 import threading
 import time
+import weakref
 from asyncio import base_events as aio_base_events
 from asyncio import coroutines as aio_coroutines
 from asyncio.log import logger
@@ -17,6 +19,7 @@ from math import ceil
 from .handles import Handle, TimerHandle, new_handle, new_timer
 from .poller import READ, WRITE, Poller
 from .timers import TimerQueue
+from .transports import DatagramTransport, ReadPipeTransport, SocketTransport, WritePipeTransport
 from .waker import Waker
 
 _monotonic = time.monotonic
@@ -65,6 +68,10 @@ class CoreLoop:
         self._poller = Poller()
         self._waker = Waker()
         self._poller.modify(self._waker.fileno(), READ)
+        # fd -> the transport that owns it (weak: a dropped transport lets go).
+        self._transports = weakref.WeakValueDictionary()
+        # The read buffer every transport of this loop reads into (transports.py).
+        self._read_view = None
 
     # --- state ----------------------------------------------------------------
 
@@ -192,21 +199,49 @@ class CoreLoop:
 
     # --- file descriptors -----------------------------------------------------
 
+    # The public four refuse an fd a live transport owns; the private twins,
+    # used by transports and the sock_* methods, do not check.
+
     def add_reader(self, fd, callback, *args):
         """Call ``callback(*args)`` whenever ``fd`` is readable."""
+        self._ensure_fd_no_transport(fd)
         self._add_fd(fd, READ, callback, args)
 
     def add_writer(self, fd, callback, *args):
         """Call ``callback(*args)`` whenever ``fd`` is writable."""
+        self._ensure_fd_no_transport(fd)
         self._add_fd(fd, WRITE, callback, args)
 
     def remove_reader(self, fd):
         """Stop watching ``fd`` for reading; return whether it was watched."""
+        self._ensure_fd_no_transport(fd)
         return self._remove_fd(fd, READ)
 
     def remove_writer(self, fd):
         """Stop watching ``fd`` for writing; return whether it was watched."""
+        self._ensure_fd_no_transport(fd)
         return self._remove_fd(fd, WRITE)
+
+    def _add_reader(self, fd, callback, *args):
+        """add_reader() without the transport check; return the Handle."""
+        return self._add_fd(fd, READ, callback, args)
+
+    def _add_writer(self, fd, callback, *args):
+        """add_writer() without the transport check; return the Handle."""
+        return self._add_fd(fd, WRITE, callback, args)
+
+    def _remove_reader(self, fd):
+        return self._remove_fd(fd, READ)
+
+    def _remove_writer(self, fd):
+        return self._remove_fd(fd, WRITE)
+
+    def _ensure_fd_no_transport(self, fd):
+        """Raise RuntimeError if a transport that is not closing owns ``fd``."""
+        fileno = _fileobj_int(fd)
+        transport = self._transports.get(fileno)
+        if transport is not None and not transport.is_closing():
+            raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
 
     def _add_fd(self, fileobj, event, callback, args):
         """Install the reader (``event`` READ) or writer (WRITE) Handle of ``fileobj``."""
@@ -228,6 +263,7 @@ class CoreLoop:
         self._fds[fd] = entry
         if old is not None:
             old.cancel()
+        return handle
 
     def _remove_fd(self, fileobj, event):
         """Drop the reader (``event`` READ) or writer (WRITE) of ``fileobj``.
@@ -268,6 +304,105 @@ class CoreLoop:
                 if entry[2] is fileobj:
                     return fd
             raise
+
+    # --- transports -----------------------------------------------------------
+
+    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+        self._ensure_fd_no_transport(sock)
+        return SocketTransport(self, sock, protocol, waiter, extra, server)
+
+    def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
+        self._ensure_fd_no_transport(sock)
+        return DatagramTransport(self, sock, protocol, address, waiter, extra)
+
+    def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        return ReadPipeTransport(self, pipe, protocol, waiter, extra)
+
+    def _make_write_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        return WritePipeTransport(self, pipe, protocol, waiter, extra)
+
+    # --- sock_* coroutines ----------------------------------------------------
+    # Each tries its syscall first; only when that would block does it make a
+    # future and register a reader/writer that retries (_sock_wait). Cancelling
+    # the future unregisters it.
+
+    def _check_sock(self, sock):
+        aio_base_events._check_ssl_socket(sock)
+        if self._debug and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+
+    async def sock_recv(self, sock, n):
+        """Receive up to ``n`` bytes from ``sock``."""
+        self._check_sock(sock)
+        try:
+            return sock.recv(n)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self._sock_wait(READ, sock, _sock_retry, sock, "recv", n)
+
+    async def sock_recv_into(self, sock, buf):
+        """Receive into ``buf``; return the number of bytes received."""
+        self._check_sock(sock)
+        try:
+            return sock.recv_into(buf)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self._sock_wait(READ, sock, _sock_retry, sock, "recv_into", buf)
+
+    async def sock_recvfrom(self, sock, bufsize):
+        """Receive a datagram of up to ``bufsize`` bytes; return ``(data, address)``."""
+        self._check_sock(sock)
+        try:
+            return sock.recvfrom(bufsize)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self._sock_wait(READ, sock, _sock_retry, sock, "recvfrom", bufsize)
+
+    async def sock_recvfrom_into(self, sock, buf, nbytes=0):
+        """Receive a datagram into ``buf``; return ``(nbytes, address)``."""
+        self._check_sock(sock)
+        if not nbytes:
+            nbytes = len(buf)
+        try:
+            return sock.recvfrom_into(buf, nbytes)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self._sock_wait(READ, sock, _sock_retry, sock, "recvfrom_into", buf, nbytes)
+
+    async def sock_sendall(self, sock, data):
+        """Send all of ``data``; return None."""
+        self._check_sock(sock)
+        try:
+            n = sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        if n == len(data):
+            return
+        # pos: a list, so the retries share their progress.
+        return await self._sock_wait(WRITE, sock, _sock_sendall_more, sock, memoryview(data), [n])
+
+    async def sock_sendto(self, sock, data, address):
+        """Send a datagram to ``address``; return the number of bytes sent."""
+        self._check_sock(sock)
+        try:
+            return sock.sendto(data, address)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self._sock_wait(WRITE, sock, _sock_retry, sock, "sendto", data, 0, address)
+
+    def _sock_wait(self, event, sock, callback, *args):
+        """Return a future that ``callback(fut, *args)`` settles on ``sock``'s readiness."""
+        fut = self.create_future()
+        fd = sock.fileno()
+        self._ensure_fd_no_transport(fd)
+        handle = self._add_fd(fd, event, callback, (fut, *args))
+        fut.add_done_callback(functools.partial(self._sock_done, fd, event, handle))
+        return fut
+
+    def _sock_done(self, fd, event, handle, fut):
+        # Unless something else replaced our registration (cancelling our handle).
+        if not handle._cancelled:
+            self._remove_fd(fd, event)
 
     # --- running --------------------------------------------------------------
 
@@ -376,12 +511,12 @@ class CoreLoop:
             reader, writer = entry[0], entry[1]
             if mask & READ and reader is not None:
                 if reader._cancelled:
-                    self.remove_reader(fd)
+                    self._remove_fd(fd, READ)
                 else:
                     append(reader)
             if mask & WRITE and writer is not None:
                 if writer._cancelled:
-                    self.remove_writer(fd)
+                    self._remove_fd(fd, WRITE)
                 else:
                     append(writer)
         if stale:
@@ -434,3 +569,41 @@ class CoreLoop:
                     )
             finally:
                 self._current_handle = None
+
+
+def _sock_retry(fut, sock, method, *args):
+    """Readiness callback of the sock_* methods: retry ``sock.<method>(*args)`` into ``fut``."""
+    if fut.done():  # cancelled meanwhile; the done callback unregisters
+        return
+    try:
+        # Looked up anew each time, as asyncio does (a wrapper may swap the method).
+        result = getattr(sock, method)(*args)
+    except (BlockingIOError, InterruptedError):
+        return  # spurious readiness: wait for the next event
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
+
+
+def _sock_sendall_more(fut, sock, view, pos):
+    """Writability callback of sock_sendall: send the next part of ``view``."""
+    if fut.done():
+        return
+    start = pos[0]
+    try:
+        n = sock.send(view[start:])
+    except (BlockingIOError, InterruptedError):
+        return
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        fut.set_exception(exc)
+        return
+    start += n
+    if start == len(view):
+        fut.set_result(None)
+    else:
+        pos[0] = start

@@ -1,0 +1,81 @@
+"""Networking (the same echo workloads as `python -m fastloop`), per loop.
+
+Each echo workload serves on the loop under test while the client process
+(`fastloop._bench.echo_client`) does a fixed number of round trips and checks every
+byte; the workload raises if anything went wrong, and the assert here also checks the
+number of round trips it reports. Besides the wall time, `extra_info` records the
+server's CPU per round trip (`cpu_us_per_op`, median of the timed rounds; the client's
+CPU is another process's and is not in it).
+
+`test_idle_memory` measures the server's memory growth per idle TCP connection
+(benchmarks/idle_memory.py, in fresh processes) and records it in `extra_info`.
+
+    PYTHONPATH=src pytest benchmarks/test_bench_net.py --benchmark-only
+"""
+
+import os
+import statistics
+import sys
+import time
+
+import pytest
+
+from fastloop._bench import echo as _echo
+from fastloop._bench import loops as _loops
+from fastloop._bench import workloads as _workloads
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import idle_memory  # noqa: E402
+
+ECHO_NAMES = [spec[0] for spec in _echo.ECHO_WORKLOADS]
+IDLE_CONNS = 1000
+# Far above any loop's real cost (about 1-5 KiB): a leak or a runaway buffer trips it.
+IDLE_BYTES_PER_CONN_LIMIT = 64 * 1024
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _echo_client():
+    """The shared client process lives for this module and is reaped at its end."""
+    yield
+    _echo.stop_client()
+
+
+@pytest.mark.parametrize("name", ECHO_NAMES)
+def test_echo(run_workload, benchmark, name):
+    workload = _workloads.get(name)
+    cpu = []
+
+    def timed(loop):
+        start = time.process_time()
+        ops = workload.run(loop)
+        cpu.append(time.process_time() - start)
+        return ops
+
+    measured = _workloads.Workload(name, timed, workload.description, workload.ops)
+    assert run_workload(measured) == workload.ops
+    timed_rounds = cpu[1:]  # the first is run_workload's untimed warm-up
+    benchmark.extra_info["cpu_us_per_op"] = (
+        statistics.median(timed_rounds) / workload.ops * 1e6)
+
+
+@pytest.mark.parametrize("server", idle_memory.SERVERS)
+@pytest.mark.parametrize("loop_name", _loops.LOOP_NAMES)
+def test_idle_memory(benchmark, loop_name, server):
+    try:
+        _loops.find(loop_name)
+    except _loops.Unavailable as exc:
+        pytest.skip(f"{loop_name}: {exc}")
+    measured = {}
+
+    def run():
+        for what in idle_memory.MEASURES:
+            result, error = idle_memory.run_child(loop_name, server, what, IDLE_CONNS)
+            assert error is None, f"{what}: {error}"
+            measured[what] = result
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    for what, result in measured.items():
+        per_conn = result["per_conn"]
+        benchmark.extra_info[f"{what}_bytes_per_conn"] = round(per_conn)
+        assert per_conn < IDLE_BYTES_PER_CONN_LIMIT, f"{what}: {per_conn:.0f} B/conn"
+    assert measured["tracemalloc"]["per_conn"] > 0

@@ -1,0 +1,470 @@
+"""Networking workloads: echo servers on the loop under test, driven by a client process.
+
+Each workload starts an echo server on the fresh loop it is given (TCP with a
+`Protocol`, a `BufferedProtocol`, streams from `asyncio.start_server`, or the `sock_*`
+coroutines; a Unix-socket `Protocol`; a UDP `DatagramProtocol`), then tells the client
+process (`fastloop._bench.echo_client`: one `selectors` loop over non-blocking sockets,
+the same for every loop) to open `ECHO_CONNECTIONS` connections and do a fixed number of
+round trips on each: send a message, wait for the whole echo, compare every byte. The
+workload returns when the client has answered and the server has seen every connection
+close, and returns the number of round trips completed.
+
+The client is one long-lived process per interpreter, started by the first echo workload
+(the runner's untimed warm-up run) and reused, so its start-up is never timed and its
+CPU time is never the server's: the runner's `time.process_time()` around a run is the
+server's CPU alone. It is stopped at exit, or by `stop_client()`.
+
+Checks (each a `WorkloadError`): the client's own verdict (every echo byte-exact, in
+order), the round trips and bytes it counted, the bytes the server saw, every connection
+accepted and closed without error, and nothing reported to the loop's exception handler.
+"""
+
+import asyncio
+import atexit
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+
+# No import of .workloads here: it imports this module to register ECHO_WORKLOADS (plain
+# (name, run, description, ops) tuples), so its names are imported where they are used.
+
+__all__ = ["ECHO_WORKLOADS", "EchoClient", "client", "run_echo", "stop_client"]
+
+# Concurrent client connections per echo workload.
+ECHO_CONNECTIONS = 4
+KIB = 1024
+SIZES = {"1k": 1 * KIB, "10k": 10 * KIB, "100k": 100 * KIB}
+# Round trips per connection for each message size: each run takes roughly 0.1-0.5 s
+# on stock asyncio on a 2-core machine (the bigger messages move more bytes per trip).
+TRIPS = {"1k": 1500, "10k": 1000, "100k": 250}
+UDP_TRIPS = 1500
+# How much a server reads at a time: asyncio's transports read 256 KiB per readiness;
+# the streams and sock_* servers use the customary 64 KiB.
+BUFFER_SIZE = 256 * KIB
+STREAM_READ_SIZE = 64 * KIB
+SOCK_RECV_SIZE = 64 * KIB
+# A run that has not finished after this long is hung (a lost wake-up, a stuck write).
+RUN_TIMEOUT = 60.0
+
+_CLIENT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "echo_client.py")
+
+
+# --- the client process ---------------------------------------------------------------
+
+class EchoClient:
+    """The client process, commanded by JSON lines on its stdin, answering on its stdout."""
+
+    def __init__(self):
+        # Run by path, not `-m`: the client needs nothing but the standard library, so it
+        # works whatever sys.path the benchmark process had.
+        self.proc = subprocess.Popen(
+            [sys.executable, _CLIENT_SCRIPT],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
+        )
+        self.fd = self.proc.stdout.fileno()
+        self._pending = b""
+
+    def send(self, command):
+        """Send one command (a dict)."""
+        self.proc.stdin.write(json.dumps(command).encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def _take_line(self, chunk):
+        """Feed chunk (b"" at EOF); return the parsed answer once a full line is in."""
+        if not chunk:
+            from .workloads import WorkloadError
+            raise WorkloadError(f"the echo client exited (code {self.proc.poll()}) "
+                                f"without answering")
+        self._pending += chunk
+        line, sep, rest = self._pending.partition(b"\n")
+        if not sep:
+            return None
+        self._pending = rest
+        return json.loads(line)
+
+    def answer(self, loop):
+        """Return a future of the next answer, read by the (running) loop's add_reader."""
+        future = loop.create_future()
+
+        def on_readable():
+            try:
+                answer = self._take_line(os.read(self.fd, 65536))
+            except BaseException as exc:
+                loop.remove_reader(self.fd)
+                if not future.done():
+                    future.set_exception(exc)
+                return
+            if answer is not None:
+                loop.remove_reader(self.fd)
+                if not future.done():
+                    future.set_result(answer)
+
+        loop.add_reader(self.fd, on_readable)
+        # A caller cancelled (timeout) must not leave the reader on a loop being closed.
+        future.add_done_callback(lambda _: loop.remove_reader(self.fd))
+        return future
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def close(self):
+        """End the process (EOF on its stdin, then a kill if it lingers) and reap it."""
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+
+
+_client = None
+
+
+def client():
+    """Return the shared client process, starting it on first use."""
+    global _client
+    if _client is None or not _client.alive():
+        if _client is not None:
+            _client.close()
+        _client = EchoClient()
+    return _client
+
+
+def stop_client():
+    """Stop the shared client process, if one is running."""
+    global _client
+    if _client is not None:
+        _client.close()
+        _client = None
+
+
+atexit.register(stop_client)
+
+
+# --- the servers ----------------------------------------------------------------------
+
+class _Stats:
+    """What the server saw: connections accepted and closed, bytes echoed, errors."""
+
+    __slots__ = ("conns", "accepted", "closed", "echoed", "errors", "all_closed")
+
+    def __init__(self, loop, conns):
+        self.conns = conns
+        self.accepted = 0
+        self.closed = 0
+        self.echoed = 0
+        self.errors = []
+        self.all_closed = loop.create_future()
+
+    def opened(self):
+        self.accepted += 1
+
+    def lost(self, exc):
+        if exc is not None:
+            self.errors.append(exc)
+        self.closed += 1
+        if self.closed >= self.conns and not self.all_closed.done():
+            self.all_closed.set_result(None)
+
+
+class _EchoProtocol(asyncio.Protocol):
+    """data_received -> write the same bytes back; EOF closes (the default)."""
+
+    def __init__(self, stats):
+        self.stats = stats
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.stats.opened()
+
+    def data_received(self, data):
+        self.stats.echoed += len(data)
+        self.transport.write(data)
+
+    def connection_lost(self, exc):
+        self.stats.lost(exc)
+
+
+class _EchoBufferedProtocol(asyncio.BufferedProtocol):
+    """Reads into one preallocated buffer; writes back a copy of what arrived."""
+
+    def __init__(self, stats):
+        self.stats = stats
+        self.transport = None
+        self.buffer = memoryview(bytearray(BUFFER_SIZE))
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.stats.opened()
+
+    def get_buffer(self, sizehint):
+        return self.buffer
+
+    def buffer_updated(self, nbytes):
+        self.stats.echoed += nbytes
+        # A copy: the buffer is overwritten by the next read, and a transport may keep
+        # what it could not send at once.
+        self.transport.write(bytes(self.buffer[:nbytes]))
+
+    def connection_lost(self, exc):
+        self.stats.lost(exc)
+
+
+class _EchoDatagramProtocol(asyncio.DatagramProtocol):
+    """datagram_received -> sendto the same bytes back to the sender."""
+
+    def __init__(self, stats, closed):
+        self.stats = stats
+        self.transport = None
+        self.closed = closed
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.stats.echoed += len(data)
+        self.transport.sendto(data, addr)
+
+    def error_received(self, exc):
+        self.stats.errors.append(exc)
+
+    def connection_lost(self, exc):
+        if exc is not None:
+            self.stats.errors.append(exc)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+async def _close_server(server):
+    server.close()
+    await server.wait_closed()
+
+
+async def _tcp_protocol_server(loop, stats, protocol_class):
+    server = await loop.create_server(lambda: protocol_class(stats), "127.0.0.1", 0)
+    address = server.sockets[0].getsockname()[:2]
+    return "tcp", list(address), lambda: _close_server(server)
+
+
+async def _serve_protocol(loop, stats):
+    return await _tcp_protocol_server(loop, stats, _EchoProtocol)
+
+
+async def _serve_buffered(loop, stats):
+    return await _tcp_protocol_server(loop, stats, _EchoBufferedProtocol)
+
+
+async def _serve_streams(loop, stats):
+    async def handle(reader, writer):
+        stats.opened()
+        error = None
+        try:
+            while True:
+                data = await reader.read(STREAM_READ_SIZE)
+                if not data:
+                    break
+                stats.echoed += len(data)
+                writer.write(data)
+                await writer.drain()
+        except Exception as exc:  # counted, and fails the workload
+            error = exc
+        finally:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except Exception as exc:
+                error = error or exc
+            stats.lost(error)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    address = server.sockets[0].getsockname()[:2]
+    return "tcp", list(address), lambda: _close_server(server)
+
+
+async def _serve_sock(loop, stats):
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    listener.setblocking(False)
+
+    async def serve(conn):
+        error = None
+        try:
+            while True:
+                data = await loop.sock_recv(conn, SOCK_RECV_SIZE)
+                if not data:
+                    break
+                stats.echoed += len(data)
+                await loop.sock_sendall(conn, data)
+        except Exception as exc:
+            error = exc
+        finally:
+            conn.close()
+            stats.lost(error)
+
+    async def accept_all():
+        tasks = []
+        try:
+            for _ in range(stats.conns):
+                conn, _ = await loop.sock_accept(listener)
+                conn.setblocking(False)
+                # As the transports do: no Nagle delay on the echo of a message's tail.
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                stats.opened()
+                tasks.append(loop.create_task(serve(conn)))
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    acceptor = loop.create_task(accept_all())
+
+    async def close():
+        acceptor.cancel()
+        try:
+            await acceptor
+        except asyncio.CancelledError:
+            pass
+        finally:
+            listener.close()
+
+    return "tcp", list(listener.getsockname()[:2]), close
+
+
+async def _serve_unix(loop, stats):
+    folder = tempfile.mkdtemp(prefix="fastloop-echo-")
+    path = os.path.join(folder, "echo.sock")
+    try:
+        server = await loop.create_unix_server(lambda: _EchoProtocol(stats), path)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+    async def close():
+        try:
+            await _close_server(server)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    return "unix", path, close
+
+
+async def _serve_udp(loop, stats):
+    closed = loop.create_future()
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: _EchoDatagramProtocol(stats, closed), local_addr=("127.0.0.1", 0))
+
+    async def close():
+        transport.close()
+        await closed  # connection_lost has run: the socket is closed
+
+    return "udp", list(transport.get_extra_info("sockname")[:2]), close
+
+
+# --- the driver -----------------------------------------------------------------------
+
+def run_echo(loop, serve, size, trips, conns=ECHO_CONNECTIONS):
+    """Serve with serve(loop, stats) while the client does conns x trips round trips.
+
+    Return the round trips completed; raise WorkloadError on any wrong outcome.
+    """
+    from .workloads import WorkloadError, _check
+
+    stats = _Stats(loop, conns)
+    handler_errors = []
+    loop.set_exception_handler(lambda _loop, context: handler_errors.append(context))
+    echo_client = client()
+
+    async def main():
+        kind, address, close = await serve(loop, stats)
+        try:
+            answer = echo_client.answer(loop)
+            echo_client.send({"op": "echo", "kind": kind, "addr": address, "conns": conns,
+                              "size": size, "trips": trips})
+            result = await answer
+            if "error" in result:
+                raise WorkloadError(f"echo client: {result['error']}")
+            if kind != "udp":
+                await stats.all_closed  # the client closed them all; the server saw it
+        finally:
+            await close()
+        return result
+
+    try:
+        result = loop.run_until_complete(asyncio.wait_for(main(), RUN_TIMEOUT))
+    except asyncio.TimeoutError:
+        stop_client()  # it may be stuck mid-command; the next run starts a fresh one
+        raise WorkloadError(f"echo did not finish within {RUN_TIMEOUT:.0f}s "
+                            f"(server saw {stats.accepted} connections, "
+                            f"{stats.closed} closed, {stats.echoed} bytes)") from None
+    except BaseException:
+        stop_client()
+        raise
+    finally:
+        loop.set_exception_handler(None)
+    total = conns * trips
+    if handler_errors:
+        context = handler_errors[0]
+        raise WorkloadError(f"the loop reported an error: {context.get('message')!r} "
+                            f"{context.get('exception')!r}")
+    if stats.errors:
+        raise WorkloadError(f"server side error: {stats.errors[0]!r}") from stats.errors[0]
+    _check("round trips the client completed", result.get("trips"), total)
+    _check("bytes the client got back", result.get("bytes"), total * size)
+    _check("bytes the server echoed", stats.echoed, total * size)
+    if serve is not _serve_udp:
+        _check("connections accepted", stats.accepted, conns)
+        _check("connections closed", stats.closed, conns)
+    return total
+
+
+def _workload(serve, size, trips):
+    def run(loop):
+        return run_echo(loop, serve, size, trips)
+    return run
+
+
+_KINDS = [
+    # name, server, what
+    ("tcp_proto", _serve_protocol, "TCP echo, Protocol"),
+    ("tcp_buffered", _serve_buffered, "TCP echo, BufferedProtocol"),
+    ("tcp_streams", _serve_streams, "TCP echo, asyncio.start_server streams"),
+    ("tcp_sock", _serve_sock, "TCP echo, sock_accept/sock_recv/sock_sendall"),
+]
+
+
+def _specs():
+    """Return the echo workloads as (name, run, description, ops) tuples."""
+    specs = []
+    for kind, serve, what in _KINDS:
+        for label, size in SIZES.items():
+            trips = TRIPS[label]
+            specs.append((
+                f"echo_{kind}_{label}", _workload(serve, size, trips),
+                f"{what}, {ECHO_CONNECTIONS} conns x {trips} round trips "
+                f"of {label[:-1]} KiB",
+                ECHO_CONNECTIONS * trips))
+    trips = TRIPS["1k"]
+    specs.append((
+        "echo_unix_proto_1k", _workload(_serve_unix, SIZES["1k"], trips),
+        f"Unix-socket echo, Protocol, {ECHO_CONNECTIONS} conns x {trips} round trips "
+        f"of 1 KiB",
+        ECHO_CONNECTIONS * trips))
+    specs.append((
+        "echo_udp_1k", _workload(_serve_udp, SIZES["1k"], UDP_TRIPS),
+        f"UDP echo, DatagramProtocol, {ECHO_CONNECTIONS} sockets x {UDP_TRIPS} round trips "
+        f"of 1 KiB", ECHO_CONNECTIONS * UDP_TRIPS))
+    return specs
+
+
+ECHO_WORKLOADS = _specs()

@@ -1,0 +1,81 @@
+/* Socket and pipe syscalls of the transports (transports.pyx).
+ *
+ * Everything here is non-blocking I/O on fds the loop owns, so the GIL is kept:
+ * releasing it costs more than the syscall, which never sleeps.
+ *
+ * - MSG_NOSIGNAL turns a write to a connection the peer reset into EPIPE instead of
+ *   SIGPIPE. CPython ignores SIGPIPE at startup, but an embedding application may
+ *   not; where the flag does not exist (older macOS) it is 0 and the process-wide
+ *   setting decides, exactly as for socket.send().
+ * - EAGAIN and EWOULDBLOCK may differ (POSIX allows it); EINTR means "try again on
+ *   the next readiness event", as asyncio treats InterruptedError.
+ */
+#ifndef FASTLOOP_NET_H
+#define FASTLOOP_NET_H
+
+#include <Python.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#ifndef MSG_NOSIGNAL
+#  define MSG_NOSIGNAL 0
+#endif
+
+/* Buffers gathered by one sendmsg(). POSIX guarantees IOV_MAX >= 16; Linux and
+ * macOS allow 1024. More only helps when that many small writes queued up. */
+#define FL_IOV_BATCH 64
+
+static inline int fl_would_block(int err)
+{
+    return err == EAGAIN || err == EWOULDBLOCK || err == EINTR;
+}
+
+static inline Py_ssize_t fl_send(int fd, const char *p, Py_ssize_t n)
+{
+    return (Py_ssize_t)send(fd, p, (size_t)n, MSG_NOSIGNAL);
+}
+
+static inline Py_ssize_t fl_recv(int fd, char *p, Py_ssize_t n)
+{
+    return (Py_ssize_t)recv(fd, p, (size_t)n, 0);
+}
+
+static inline Py_ssize_t fl_sendv(int fd, struct iovec *iov, int n)
+{
+    struct msghdr msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = iov;
+    msg.msg_iovlen = n;
+    return (Py_ssize_t)sendmsg(fd, &msg, MSG_NOSIGNAL);
+}
+
+static inline Py_ssize_t fl_read(int fd, char *p, Py_ssize_t n)
+{
+    return (Py_ssize_t)read(fd, p, (size_t)n);
+}
+
+static inline Py_ssize_t fl_write(int fd, const char *p, Py_ssize_t n)
+{
+    return (Py_ssize_t)write(fd, p, (size_t)n);
+}
+
+/* The fd of a socket.socket without a method call. CPython's socket object
+ * (Modules/socketmodule.h, PySocketSockObject) starts with the object header
+ * followed by the fd (SOCKET_T, an int on POSIX), and socket.socket only adds
+ * __slots__ after the C struct. transports.pyx checks this layout against
+ * fileno() once at import and falls back to fileno() if it ever differs. */
+typedef struct {
+    PyObject_HEAD
+    int sock_fd;
+} fl_sockobject_head;
+
+static inline int fl_sock_fd(PyObject *sock)
+{
+    return ((fl_sockobject_head *)sock)->sock_fd;
+}
+
+#endif /* FASTLOOP_NET_H */

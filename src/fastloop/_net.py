@@ -1,0 +1,169 @@
+"""The networking API that is not hot, written once over either core's transports.
+
+Connection set-up (happy eyeballs, address resolution, ``Server``), TLS through
+the stdlib's ``asyncio.sslproto.SSLProtocol``, ``sendfile`` and its fallback,
+pipes and Unix servers are asyncio's own code, bound here as they are, so each
+interpreter keeps its own semantics and messages (``all_errors`` on 3.12+,
+``keep_alive`` and ``cleanup_socket`` on 3.13, ...). They reach the core only
+through the names in docs/transports.md: ``_make_*_transport``, ``_add_reader``
+and friends, ``_transports``, ``_ensure_fd_no_transport``, and the hot
+``sock_recv``/``sock_sendall`` family, which the core itself implements.
+"""
+
+import os
+from asyncio import base_events, selector_events, sslproto, unix_events
+from asyncio.log import logger
+
+_BaseEventLoop = base_events.BaseEventLoop
+_SelectorLoop = selector_events.BaseSelectorEventLoop
+_UnixLoop = unix_events._UnixSelectorEventLoop
+
+# Bytes read from the file per step of the sendfile fallback (asyncio's figure).
+_SENDFILE_BLOCK = 16384
+
+
+class _SendfileFallbackProtocol(base_events._SendfileFallbackProtocol):
+    """asyncio's sendfile fallback protocol, minus its transport type check.
+
+    It pauses the transport's reading, stands in as its protocol while the file
+    is written (waiting whenever writing is paused), and restores both after.
+    """
+
+    def __init__(self, transp):
+        self._transport = transp
+        self._proto = transp.get_protocol()
+        self._should_resume_reading = transp.is_reading()
+        self._should_resume_writing = transp._protocol_paused
+        transp.pause_reading()
+        transp.set_protocol(self)
+        self._write_ready_fut = transp._loop.create_future() if self._should_resume_writing else None
+
+
+class NetMixin:
+    """Sockets, servers, TLS, sendfile and pipes around the core's transports."""
+
+    def __init__(self):
+        super().__init__()
+        # Listening Unix sockets made with cleanup_socket=True (3.13) -> the inode
+        # of their path, unlinked by _stop_serving if it is still theirs.
+        self._unix_server_sockets = {}
+
+    # --- Borrowed from asyncio ------------------------------------------------
+    # None of these touches a selector or asyncio's transport classes; between
+    # them they need only the core's names listed in docs/transports.md, the
+    # mixin's (create_future, create_task, getaddrinfo, call_exception_handler,
+    # run_in_executor, _debug) and each other. test_net_borrowed checks the
+    # names their code objects use on the running interpreter.
+    # From BaseEventLoop:
+    create_connection = _BaseEventLoop.create_connection
+    _connect_sock = _BaseEventLoop._connect_sock
+    _create_connection_transport = _BaseEventLoop._create_connection_transport
+    _ensure_resolved = _BaseEventLoop._ensure_resolved
+    create_server = _BaseEventLoop.create_server
+    _create_server_getaddrinfo = _BaseEventLoop._create_server_getaddrinfo
+    connect_accepted_socket = _BaseEventLoop.connect_accepted_socket
+    create_datagram_endpoint = _BaseEventLoop.create_datagram_endpoint
+    start_tls = _BaseEventLoop.start_tls
+    sendfile = _BaseEventLoop.sendfile
+    sock_sendfile = _BaseEventLoop.sock_sendfile
+    _sock_sendfile_fallback = _BaseEventLoop._sock_sendfile_fallback
+    _check_sendfile_params = _BaseEventLoop._check_sendfile_params
+    connect_read_pipe = _BaseEventLoop.connect_read_pipe
+    connect_write_pipe = _BaseEventLoop.connect_write_pipe
+    # From BaseSelectorEventLoop (the accept loop, sock_connect and sock_accept:
+    # connection set-up, not the data path).
+    _start_serving = _SelectorLoop._start_serving
+    _accept_connection = _SelectorLoop._accept_connection
+    _accept_connection2 = _SelectorLoop._accept_connection2
+    _sendfile_native = _SelectorLoop._sendfile_native
+    sock_connect = _SelectorLoop.sock_connect
+    _sock_connect = _SelectorLoop._sock_connect
+    _sock_connect_cb = _SelectorLoop._sock_connect_cb
+    sock_accept = _SelectorLoop.sock_accept
+    _sock_accept = _SelectorLoop._sock_accept
+    _sock_read_done = _SelectorLoop._sock_read_done
+    _sock_write_done = _SelectorLoop._sock_write_done
+    # From _UnixSelectorEventLoop (zero-copy os.sendfile, Unix sockets).
+    create_unix_connection = _UnixLoop.create_unix_connection
+    create_unix_server = _UnixLoop.create_unix_server
+    _sock_sendfile_native = _UnixLoop._sock_sendfile_native
+    _sock_sendfile_native_impl = _UnixLoop._sock_sendfile_native_impl
+    _sock_add_cancellation_callback = _UnixLoop._sock_add_cancellation_callback
+    _sock_sendfile_update_filepos = _UnixLoop._sock_sendfile_update_filepos
+    # --- end of borrowed block ------------------------------------------------
+
+    def _make_ssl_transport(
+        self,
+        rawsock,
+        protocol,
+        sslcontext,
+        waiter=None,
+        *,
+        server_side=False,
+        server_hostname=None,
+        extra=None,
+        server=None,
+        **timeouts,
+    ):
+        """Run TLS as the stdlib's SSLProtocol over one of our socket transports.
+
+        ``timeouts`` are ssl_handshake_timeout (and ssl_shutdown_timeout from
+        3.11), passed on as this interpreter's SSLProtocol takes them.
+        """
+        self._ensure_fd_no_transport(rawsock)
+        ssl_protocol = sslproto.SSLProtocol(
+            self, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts
+        )
+        self._make_socket_transport(rawsock, ssl_protocol, extra=extra, server=server)
+        return ssl_protocol._app_transport
+
+    async def _sendfile_fallback(self, transp, file, offset, count):
+        """sendfile() by reading ``file`` in an executor and writing to ``transp``.
+
+        asyncio's own fallback refuses any transport that is not a
+        ``transports._FlowControlMixin``, which ours are not (docs/transports.md);
+        its fallback protocol is reused, set up here without that check.
+        """
+        if offset:
+            file.seek(offset)
+        blocksize = min(count, _SENDFILE_BLOCK) if count else _SENDFILE_BLOCK
+        buf = bytearray(blocksize)
+        view = memoryview(buf)
+        sent = 0
+        proto = _SendfileFallbackProtocol(transp)
+        try:
+            while not count or sent < count:
+                size = min(count - sent, blocksize) if count else blocksize
+                read = await self.run_in_executor(None, file.readinto, view[:size])
+                if not read:
+                    break  # EOF
+                await proto.drain()
+                # The buffer is reused: the transport copies whatever it queues.
+                transp.write(view[:read])
+                sent += read
+            return sent
+        finally:
+            if sent > 0 and hasattr(file, "seek"):
+                file.seek(offset + sent)
+            await proto.restore()
+
+    def _stop_serving(self, sock):
+        """Stop accepting on a listening socket and close it (called by Server.close).
+
+        A Unix socket made with cleanup_socket=True also loses its path, unless
+        another socket has been bound there since (asyncio 3.13's rule).
+        """
+        inode = self._unix_server_sockets.pop(sock, None)
+        path = sock.getsockname() if inode is not None else None
+        self._remove_reader(sock.fileno())
+        sock.close()
+        if path is None:
+            return
+        try:
+            if os.stat(path).st_ino == inode:
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            logger.error("Unable to clean up listening UNIX socket %r: %r", path, err)
+

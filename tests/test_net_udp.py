@@ -1,0 +1,216 @@
+"""Datagrams: create_datagram_endpoint and the datagram transport."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+
+import pytest
+
+from helpers import run_briefly
+from nethelpers import HOSTS, net, unused_udp_address  # noqa: F401 - net is a fixture
+
+
+class Datagrams(asyncio.DatagramProtocol):
+    def __init__(self, loop, net=None):
+        self.loop = loop
+        self.transport = None
+        self.events = []
+        self.received: list[tuple[bytes, object]] = []
+        self.errors: list[Exception] = []
+        self.lost_excs = []
+        self.lost = loop.create_future()
+        if net is not None:
+            net.protocols.append(self)
+
+    def connection_made(self, transport):
+        self.events.append("made")
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        assert type(data) is bytes
+        self.events.append("datagram")
+        self.received.append((data, addr))
+
+    def error_received(self, exc):
+        self.events.append("error")
+        self.errors.append(exc)
+
+    def connection_lost(self, exc):
+        self.events.append("lost")
+        self.lost_excs.append(exc)
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+
+def _endpoint(net, **kw):
+    tr, pr = net.run(net.loop.create_datagram_endpoint(lambda: Datagrams(net.loop, net), **kw))
+    net.track(tr)
+    assert pr.transport is tr and pr.events == ["made"]
+    return tr, pr
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_local_and_remote_endpoints(loop, net, host):
+    server_tr, server = _endpoint(net, local_addr=(host, 0))
+    server_addr = server_tr.get_extra_info("sockname")
+    assert server_addr[0] == host and server_addr[1] != 0
+    assert server_tr.get_extra_info("peername") is None
+    client_tr, client = _endpoint(net, remote_addr=server_addr[:2])
+    assert client_tr.get_extra_info("peername")[:2] == server_addr[:2]
+    client_addr = client_tr.get_extra_info("sockname")
+
+    client_tr.sendto(b"ping")
+    client_tr.sendto(b"ping2", server_addr)  # the connected address itself is allowed
+    net.until(lambda: len(server.received) == 2)
+    assert server.received == [(b"ping", client_addr), (b"ping2", client_addr)]
+    server_tr.sendto(b"pong", client_addr)
+    net.until(lambda: client.received)
+    assert client.received[0][0] == b"pong"
+    assert client.received[0][1][:2] == server_addr[:2]
+    assert server.errors == [] and client.errors == []
+
+
+def test_datagram_boundaries_and_buffer_types(loop, net):
+    server_tr, server = _endpoint(net, local_addr=("127.0.0.1", 0))
+    addr = server_tr.get_extra_info("sockname")
+    client_tr, _ = _endpoint(net, local_addr=("127.0.0.1", 0))
+    msgs = [b"a", bytearray(b"bb"), memoryview(b"xccc")[1:], os.urandom(60000)]
+    for m in msgs:
+        client_tr.sendto(m, addr)
+    net.until(lambda: len(server.received) == len(msgs))
+    assert [d for d, _ in server.received] == [bytes(m) for m in msgs]
+    assert client_tr.get_write_buffer_size() == 0
+
+
+def test_sendto_rejects_non_bytes(loop, net):
+    tr, _ = _endpoint(net, local_addr=("127.0.0.1", 0))
+    for bad in ("text", 1, None):
+        with pytest.raises(TypeError) as info:
+            tr.sendto(bad, ("127.0.0.1", 9))
+        assert str(info.value) == (
+            f"data argument must be a bytes-like object, not {type(bad).__name__!r}")
+
+
+def test_sendto_other_address_on_connected_endpoint(loop, net):
+    server_tr, server = _endpoint(net, local_addr=("127.0.0.1", 0))
+    addr = server_tr.get_extra_info("sockname")
+    client_tr, _ = _endpoint(net, remote_addr=addr)
+    other = ("127.0.0.1", addr[1] + 1 if addr[1] < 65535 else addr[1] - 1)
+    with pytest.raises(ValueError) as info:
+        client_tr.sendto(b"x", other)
+    assert str(info.value) == f"Invalid address: must be None or {addr}"
+    run_briefly(loop, 3)
+    assert server.received == []
+
+
+def test_error_received_on_icmp_unreachable(loop, net):
+    addr = unused_udp_address()
+    tr, proto = _endpoint(net, remote_addr=addr)
+    # A connected UDP socket learns of the ICMP port unreachable on its next call.
+    for _ in range(100):
+        tr.sendto(b"anyone?")
+        run_briefly(loop, 2)
+        if proto.errors:
+            break
+    assert proto.errors, "no error_received after 100 datagrams to a closed port"
+    assert isinstance(proto.errors[0], ConnectionRefusedError)
+    assert not tr.is_closing()  # errors of this kind are not fatal
+    assert "lost" not in proto.events
+
+
+def test_close_and_abort_call_connection_lost_once(loop, net):
+    for how in ("close", "abort"):
+        tr, proto = _endpoint(net, local_addr=("127.0.0.1", 0))
+        getattr(tr, how)()
+        assert tr.is_closing()
+        tr.close()
+        net.run(proto.lost)
+        run_briefly(loop, 3)
+        assert proto.lost_excs == [None]
+        assert proto.events == ["made", "lost"]
+
+
+def test_close_flushes_buffered_datagrams(loop, net):
+    server_tr, server = _endpoint(net, local_addr=("127.0.0.1", 0))
+    addr = server_tr.get_extra_info("sockname")
+    client_tr, client = _endpoint(net, local_addr=("127.0.0.1", 0))
+    client_tr.sendto(b"1", addr)
+    client_tr.sendto(b"2", addr)
+    client_tr.close()
+    net.run(client.lost)
+    net.until(lambda: len(server.received) == 2)
+    assert [d for d, _ in server.received] == [b"1", b"2"]
+
+
+def test_extra_info(loop, net):
+    tr, _ = _endpoint(net, local_addr=("127.0.0.1", 0))
+    sock = tr.get_extra_info("socket")
+    assert isinstance(sock, asyncio.trsock.TransportSocket)
+    assert sock.type == socket.SOCK_DGRAM
+    assert tr.get_extra_info("sockname") == sock.getsockname()
+    assert tr.get_extra_info("nothing", 5) == 5
+
+
+def test_allow_broadcast(loop, net):
+    tr, _ = _endpoint(net, local_addr=("127.0.0.1", 0), allow_broadcast=True)
+    assert tr.get_extra_info("socket").getsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST) != 0
+    tr2, _ = _endpoint(net, local_addr=("127.0.0.1", 0))
+    assert tr2.get_extra_info("socket").getsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST) == 0
+
+
+def test_with_sock(loop, net):
+    sock = net.socket(socket.AF_INET, socket.SOCK_DGRAM, blocking=True)
+    sock.bind(("127.0.0.1", 0))
+    tr, proto = _endpoint(net, sock=sock)
+    assert sock.getblocking() is False
+    assert tr.get_extra_info("sockname") == sock.getsockname()
+    peer = net.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.sendto(b"to sock", sock.getsockname())
+    net.until(lambda: proto.received)
+    assert proto.received == [(b"to sock", peer.getsockname())]
+    tr.close()
+    net.run(proto.lost)
+    assert sock.fileno() == -1  # the transport closes the socket it was given
+
+
+def test_bad_arguments(loop, net):
+    f = lambda: Datagrams(loop)  # noqa: E731
+    with pytest.raises(ValueError, match="unexpected address family"):
+        net.run(loop.create_datagram_endpoint(f))
+    sock = net.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with pytest.raises(ValueError) as info:
+        net.run(loop.create_datagram_endpoint(f, local_addr=("127.0.0.1", 0), sock=sock))
+    assert str(info.value).startswith(
+        "socket modifier keyword arguments can not be used when sock is specified. (")
+    assert "local_addr=" in str(info.value)
+    tcp = net.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with pytest.raises(ValueError, match="(?i)socket was expected, got"):  # wording varies
+        net.run(loop.create_datagram_endpoint(f, sock=tcp))
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no AF_UNIX here")
+def test_unix_datagrams(loop, net):
+    d = net.tmpdir()
+    server_path = os.path.join(d, "server")
+    client_path = os.path.join(d, "client")
+    server_tr, server = _endpoint(net, family=socket.AF_UNIX, local_addr=server_path)
+    assert server_tr.get_extra_info("sockname") == server_path
+    client_tr, client = _endpoint(net, family=socket.AF_UNIX, local_addr=client_path,
+                                  remote_addr=server_path)
+    assert client_tr.get_extra_info("peername") == server_path
+    client_tr.sendto(b"unix datagram")
+    net.until(lambda: server.received)
+    assert server.received == [(b"unix datagram", client_path)]
+    server_tr.sendto(b"reply", client_path)
+    net.until(lambda: client.received)
+    assert client.received == [(b"reply", server_path)]
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no AF_UNIX here")
+def test_unix_datagram_address_must_be_a_string(loop, net):
+    with pytest.raises(TypeError, match="string is expected"):
+        net.run(loop.create_datagram_endpoint(lambda: Datagrams(loop), family=socket.AF_UNIX,
+                                              local_addr=("127.0.0.1", 0)))
