@@ -72,6 +72,25 @@ def test_local_and_remote_endpoints(loop, net, host):
     assert server.errors == [] and client.errors == []
 
 
+@pytest.mark.parametrize("host", HOSTS)
+def test_sender_address_is_what_socket_recvfrom_gives(loop, net, host):
+    # The Cython core builds IP addresses itself: same tuple, same element types.
+    server_tr, server = _endpoint(net, local_addr=(host, 0))
+    family = server_tr.get_extra_info("socket").family
+    with socket.socket(family, socket.SOCK_DGRAM) as sender, \
+            socket.socket(family, socket.SOCK_DGRAM) as plain:
+        sender.bind((host, 0))
+        plain.bind((host, 0))
+        plain.settimeout(5)
+        sender.sendto(b"to the transport", server_tr.get_extra_info("sockname"))
+        sender.sendto(b"", server_tr.get_extra_info("sockname"))
+        sender.sendto(b"to a plain socket", plain.getsockname())
+        _, expected = plain.recvfrom(100)
+        net.until(lambda: len(server.received) == 2)
+    assert server.received == [(b"to the transport", expected), (b"", expected)]
+    assert [type(x) for x in server.received[0][1]] == [type(x) for x in expected]
+
+
 def test_datagram_boundaries_and_buffer_types(loop, net):
     server_tr, server = _endpoint(net, local_addr=("127.0.0.1", 0))
     addr = server_tr.get_extra_info("sockname")

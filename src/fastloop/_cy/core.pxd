@@ -55,9 +55,17 @@ cdef extern from "net.h" nogil:
     Py_ssize_t fl_send(int fd, const char *p, Py_ssize_t n)
     Py_ssize_t fl_recv(int fd, char *p, Py_ssize_t n)
     Py_ssize_t fl_sendv(int fd, iovec *iov, int n)
+    ctypedef unsigned int socklen_t
+    struct sockaddr_storage:
+        pass
+    Py_ssize_t fl_recvfrom(int fd, char *p, Py_ssize_t n, sockaddr_storage *addr,
+                           socklen_t *addrlen)
     Py_ssize_t fl_read(int fd, char *p, Py_ssize_t n)
     Py_ssize_t fl_write(int fd, const char *p, Py_ssize_t n)
     int fl_sock_fd(PyObject *sock)
+
+cdef extern from "net.h":
+    object fl_inet_sockaddr(const sockaddr_storage *addr, socklen_t addrlen)
 
 
 # handles.pyx
@@ -297,7 +305,9 @@ cdef class DatagramTransport(SelectorTransportBase):
     cdef readonly object _address
     cdef readonly Py_ssize_t _buffer_size
     cdef object dbuffer             # collections.deque of (bytes, addr)
+    cdef bint inet                  # AF_INET(6): recvfrom() and its address made here
 
+    cdef int read_with_socket(self, char *buf) except -1
     cdef int dequeue(self) except -1
 
 

@@ -5,7 +5,8 @@
 # bytes move:
 # - reads: one recv() per readiness event into the loop's own 256 KiB buffer, then
 #   one bytes object of the received length (socket.recv() would allocate 256 KiB
-#   and shrink it); BufferedProtocol reads land in the protocol's buffer.
+#   and shrink it); BufferedProtocol reads land in the protocol's buffer. Datagrams
+#   likewise, with recvfrom() and, for IP, the sender's address made in C (net.h).
 # - writes: send() straight from the caller's buffer; only the unsent tail is kept
 #   (a bytes object is kept as is, with an offset, other buffers are copied, so a
 #   caller may reuse its bytearray at once); queued buffers leave with one sendmsg().
@@ -26,10 +27,12 @@ import stat
 import warnings
 import weakref
 
-from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyObject_GetBuffer, PyBuffer_Release
+from cpython.buffer cimport (PyBUF_SIMPLE, PyBUF_WRITABLE, PyBUF_WRITE, PyObject_GetBuffer,
+                             PyBuffer_Release)
 from cpython.bytes cimport (PyBytes_AS_STRING, PyBytes_Check, PyBytes_CheckExact,
                             PyBytes_FromStringAndSize, PyBytes_GET_SIZE)
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
+from cpython.memoryview cimport PyMemoryView_FromMemory
 
 cdef object aio_BufferedProtocol = asyncio.protocols.BufferedProtocol
 cdef object aio_Future = asyncio.futures.Future
@@ -42,6 +45,8 @@ cdef Py_ssize_t LOG_THRESHOLD_FOR_CONNLOST_WRITES = \
 cdef object col_deque = collections.deque
 cdef object socket_socket = socket.socket
 cdef object socket_SHUT_WR = socket.SHUT_WR
+cdef object socket_AF_INET = socket.AF_INET
+cdef object socket_AF_INET6 = socket.AF_INET6
 cdef object os_fstat = os.fstat
 cdef object os_read = os.read
 cdef object os_set_blocking = os.set_blocking
@@ -113,7 +118,8 @@ cdef object sock_recv_now(CoreLoop loop, object sock, object n):
     cdef Py_ssize_t got
     cdef int err
     cdef char *buf
-    if type(sock) is socket_socket and type(n) is int and 0 <= n <= MAX_RECV_SIZE:
+    # n == 0 goes to sock.recv(), which returns b'' without asking the kernel.
+    if type(sock) is socket_socket and type(n) is int and 0 < n <= MAX_RECV_SIZE:
         buf = loop.get_recv_buf()
         got = fl_recv(sock_fd(sock), buf, <Py_ssize_t>n)
         if got >= 0:
@@ -133,7 +139,10 @@ cdef object sock_recv_into_now(CoreLoop loop, object sock, object buf):
     cdef Py_buffer view
     cdef Py_ssize_t got
     cdef int err = 0
-    if type(sock) is socket_socket and PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE) == 0:
+    # The fast path takes a non-empty bytearray only: the socket module answers an
+    # empty buffer at once and raises its own errors for unwritable ones.
+    if (type(sock) is socket_socket and type(buf) is bytearray and len(buf) > 0
+            and PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE) == 0):
         got = fl_recv(sock_fd(sock), <char *>view.buf, view.len)
         if got < 0:
             err = errno
@@ -501,6 +510,7 @@ cdef class SelectorTransportBase(FlowControlTransport):
                 self.trsock = aio_TransportSocket(self.trsock)
             return self.trsock
         if self.extra is None:
+            hash(name)  # an unhashable name raises TypeError, as a dict lookup does
             return default
         return self.extra.get(name, default)
 
@@ -974,6 +984,7 @@ cdef class DatagramTransport(SelectorTransportBase):
         self.init_selector(core, sock, protocol, extra, None)
         self._address = address
         self.dbuffer = col_deque()
+        self.inet = sock.family in (socket_AF_INET, socket_AF_INET6)
         core.call_soon_c(protocol.connection_made, (self,))
         core.call_soon_c(self._start_reading, ())
         if waiter is not None:
@@ -983,10 +994,44 @@ cdef class DatagramTransport(SelectorTransportBase):
         return self._buffer_size
 
     cdef int read_ready(self) except -1:
+        cdef sockaddr_storage sa
+        cdef socklen_t salen
+        cdef char *buf
+        cdef Py_ssize_t n
+        cdef int err
         if self._conn_lost:
             return 0
+        if not 0 < self.max_size <= MAX_RECV_SIZE:
+            # An odd max_size someone set: socket.recvfrom() has the rules for it.
+            return self.read_with_socket(NULL)
+        # Into the loop's buffer, then a bytes object of the datagram's length:
+        # socket.recvfrom(256 KiB) would allocate (mmap) 256 KiB per datagram.
+        buf = self._loop.get_recv_buf()
+        if not self.inet:
+            # AF_UNIX and others: the socket module makes their addresses.
+            return self.read_with_socket(buf)
+        n = fl_recvfrom(self.fd, buf, self.max_size, &sa, &salen)
+        if n < 0:
+            err = errno
+            if not fl_would_block(err):
+                self._protocol.error_received(oserror(err))
+            return 0
+        data = PyBytes_FromStringAndSize(buf, n)
+        addr = fl_inet_sockaddr(&sa, salen)
+        # Errors here reach the loop's exception handler through the handle.
+        self._protocol.datagram_received(data, addr)
+        return 0
+
+    cdef int read_with_socket(self, char *buf) except -1:
+        """One datagram by socket.recvfrom_into(buf), or by recvfrom() if buf is NULL."""
+        cdef Py_ssize_t n
         try:
-            data, addr = self._sock.recvfrom(self.max_size)
+            if buf is NULL:
+                data, addr = self._sock.recvfrom(self.max_size)
+            else:
+                n, addr = self._sock.recvfrom_into(
+                    PyMemoryView_FromMemory(buf, self.max_size, PyBUF_WRITE))
+                data = PyBytes_FromStringAndSize(buf, n)
         except (BlockingIOError, InterruptedError):
             return 0
         except OSError as exc:
@@ -997,7 +1042,6 @@ cdef class DatagramTransport(SelectorTransportBase):
         except BaseException as exc:
             self.fatal_error(exc, 'Fatal read error on datagram transport')
             return 0
-        # Errors here reach the loop's exception handler through the handle.
         self._protocol.datagram_received(data, addr)
         return 0
 

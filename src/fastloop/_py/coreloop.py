@@ -6,6 +6,7 @@ and everything else around it.
 """
 
 import functools
+import sys
 import threading
 import time
 import weakref
@@ -28,6 +29,8 @@ _new = object.__new__
 # asyncio's MAXIMUM_SELECT_TIMEOUT: the longest single poll, in seconds. It also
 # keeps a huge or infinite deadline from overflowing the poll's timeout.
 MAX_POLL_TIMEOUT = 24 * 3600
+
+_PY312 = sys.version_info >= (3, 12)
 
 
 def _fileobj_int(fileobj):
@@ -307,12 +310,16 @@ class CoreLoop:
 
     # --- transports -----------------------------------------------------------
 
+    # asyncio checks the fd is free when making these from 3.12 on.
+
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
-        self._ensure_fd_no_transport(sock)
+        if _PY312:
+            self._ensure_fd_no_transport(sock)
         return SocketTransport(self, sock, protocol, waiter, extra, server)
 
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
-        self._ensure_fd_no_transport(sock)
+        if _PY312:
+            self._ensure_fd_no_transport(sock)
         return DatagramTransport(self, sock, protocol, address, waiter, extra)
 
     def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):

@@ -19,6 +19,8 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #ifndef MSG_NOSIGNAL
@@ -51,6 +53,43 @@ static inline Py_ssize_t fl_sendv(int fd, struct iovec *iov, int n)
     msg.msg_iov = iov;
     msg.msg_iovlen = n;
     return (Py_ssize_t)sendmsg(fd, &msg, MSG_NOSIGNAL);
+}
+
+static inline Py_ssize_t fl_recvfrom(int fd, char *p, Py_ssize_t n,
+                                     struct sockaddr_storage *addr, socklen_t *addrlen)
+{
+    *addrlen = sizeof(*addr);
+    return (Py_ssize_t)recvfrom(fd, p, (size_t)n, 0, (struct sockaddr *)addr, addrlen);
+}
+
+/* The sender's address of an AF_INET/AF_INET6 recvfrom(), as socket.recvfrom()
+ * gives it (makesockaddr in CPython's Modules/socketmodule.c): (host, port), or
+ * (host, port, flowinfo, scope_id) for IPv6, the host from inet_ntop(); None for
+ * an empty address. Any other family is the caller's mistake: SystemError. */
+static PyObject *fl_inet_sockaddr(const struct sockaddr_storage *addr, socklen_t addrlen)
+{
+    char host[INET6_ADDRSTRLEN];
+    if (addrlen == 0) {
+        Py_RETURN_NONE;
+    }
+    if (addr->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)addr;
+        if (inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host)) == NULL) {
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        return Py_BuildValue("(si)", host, (int)ntohs(a->sin_port));
+    }
+    if (addr->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)addr;
+        if (inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host)) == NULL) {
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        return Py_BuildValue("(siII)", host, (int)ntohs(a->sin6_port),
+                             (unsigned int)ntohl(a->sin6_flowinfo),
+                             (unsigned int)a->sin6_scope_id);
+    }
+    PyErr_Format(PyExc_SystemError, "unexpected address family %d", (int)addr->ss_family);
+    return NULL;
 }
 
 static inline Py_ssize_t fl_read(int fd, char *p, Py_ssize_t n)
