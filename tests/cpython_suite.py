@@ -35,7 +35,6 @@ import importlib.util
 import io
 import json
 import os
-import re
 import sys
 import unittest
 
@@ -65,11 +64,11 @@ DEFAULT_MODULES = [
     "test_buffered_proto",
     "test_ssl",
     "test_sslproto",
+    "test_subprocess",
 ]
 
-# test_events: the loop tests on one selector class (they all map to our loop) but the
-# subprocess ones (not written yet), plus the classes that test handles, timers and
-# policies directly.
+# test_events: the loop tests on one selector class (they all map to our loop), plus the
+# classes that test handles, timers and policies directly.
 EVENTS_CLASSES = {
     "EPollEventLoopTests",
     "HandleTests",
@@ -79,7 +78,6 @@ EVENTS_CLASSES = {
     "TestPyGetEventLoop",
     "TestCGetEventLoop",
 }
-EVENTS_NOT_YET = re.compile(r"subprocess")
 
 # Modules whose tests make their loops with asyncio.SelectorEventLoop(...).
 SELECTOR_LOOP_MODULES = {
@@ -216,10 +214,7 @@ def load(module: str) -> unittest.TestSuite:
     kept = unittest.TestSuite()
     for test in _iter_tests(suite):
         cls = type(test).__name__
-        method = getattr(test, "_testMethodName", "")
         if cls not in EVENTS_CLASSES:
-            continue
-        if cls == "EPollEventLoopTests" and EVENTS_NOT_YET.search(method):
             continue
         kept.addTest(test)
     return kept

@@ -19,16 +19,13 @@ from asyncio.log import logger
 
 from . import _impl
 from ._net import NetMixin
+from ._subprocess import SubprocessMixin
 from ._unix import SignalMixin
-
-# Subprocesses are not written yet: these inherited AbstractEventLoop methods
-# raise NotImplementedError.
-NOT_YET_IMPLEMENTED = ("subprocess_shell", "subprocess_exec")
 
 _BaseEventLoop = base_events.BaseEventLoop
 
 
-class LoopMixin(NetMixin, SignalMixin):
+class LoopMixin(NetMixin, SubprocessMixin, SignalMixin):
     """asyncio's loop API around a core: running, closing, tasks, executors, errors."""
 
     def __init__(self):
@@ -139,6 +136,7 @@ class LoopMixin(NetMixin, SignalMixin):
             return
         # Before the core closes, while remove_reader still reaches the poller.
         self._close_signals()
+        self._close_children()
         if self._debug:
             logger.debug("Close %r", self)
         super().close()

@@ -234,6 +234,9 @@ cdef class TransportBase:
     cdef dict extra                 # the caller's extra info (plus 'pipe' for pipes)
     cdef object fd_obj              # fd as one int object, the key in the loop's tables
     cdef object __weakref__
+    # As on asyncio's transports, a test may replace a method on one instance
+    # (transport.pause_reading = Mock()); the dict is only made when that happens.
+    cdef dict __dict__
     cdef readonly Py_ssize_t _conn_lost
     cdef int fd
     cdef readonly bint _closing

@@ -94,7 +94,9 @@ def _unsent(data, n):
 class _Transport:
     """What every transport has: extra info, protocol, closing state."""
 
-    __slots__ = ("_extra", "_loop", "_protocol", "_closing", "__weakref__")
+    # __dict__: as on asyncio's transports, a test may replace a method on one
+    # instance (transport.pause_reading = Mock()).
+    __slots__ = ("_extra", "_loop", "_protocol", "_closing", "__weakref__", "__dict__")
 
     def get_extra_info(self, name, default=None):
         """Return optional transport information (``socket``, ``peername``, ``pipe``...)."""

@@ -1,0 +1,199 @@
+"""Child processes: ``subprocess_exec``, ``subprocess_shell``, and noticing a child exit.
+
+The transport is asyncio's own Unix subprocess transport, the reference and not hot: it
+starts the child with ``subprocess.Popen`` and connects its pipes through our
+``connect_read_pipe``/``connect_write_pipe``. What is ours is how the loop learns that
+a child has exited. asyncio asks a child watcher (on 3.10 and 3.11 by default a thread
+per child); here the loop watches each child itself, without a thread where the kernel
+allows it:
+
+- Linux 5.3+: ``os.pidfd_open(pid)`` gives an fd that turns readable when the child
+  exits, registered as an ordinary reader.
+- macOS and the BSDs: a kqueue of its own holding an EVFILT_PROC/NOTE_EXIT filter for
+  the pid; a kqueue fd is itself pollable, so it too is an ordinary reader.
+- Otherwise (no pidfd or kqueue, or pidfd_open refused by a seccomp filter): a thread
+  per child blocks in ``waitpid(pid)``, as asyncio's ThreadedChildWatcher does. A
+  SIGCHLD handler would need the main thread and a process-wide signal that the
+  application or another loop may own.
+
+Only the child's own pid is ever waited for, never -1, so children started by other
+code in the process are left to it. A child still running when the loop closes is
+handed to a thread that reaps it, so it never lingers as a zombie.
+"""
+
+import os
+import select
+import threading
+from asyncio import base_events
+from asyncio.log import logger
+from asyncio.unix_events import _UnixSubprocessTransport
+
+_BaseEventLoop = base_events.BaseEventLoop
+
+# The exit status asyncio reports when it cannot learn the real one.
+UNKNOWN_RETURNCODE = 255
+
+# Tests set this to False to exercise the thread fallback where pidfds or kqueue exist.
+use_exit_notifier = True
+
+
+class _Pidfd:
+    """A pidfd of one child, readable once it exits (Linux)."""
+
+    def __init__(self, pid):
+        self._fd = os.pidfd_open(pid)
+
+    def fileno(self):
+        return self._fd
+
+    def close(self):
+        os.close(self._fd)
+
+
+class _ProcessKqueue:
+    """A kqueue that turns readable once child ``pid`` exits (macOS, BSD)."""
+
+    def __init__(self, pid):
+        self._kqueue = select.kqueue()
+        flags = select.KQ_EV_ADD | select.KQ_EV_ONESHOT
+        event = select.kevent(pid, select.KQ_FILTER_PROC, flags, select.KQ_NOTE_EXIT)
+        try:
+            self._kqueue.control([event], 0, 0)
+        except BaseException:
+            # ESRCH: the child has exited already (the thread fallback reaps it).
+            self._kqueue.close()
+            raise
+
+    def fileno(self):
+        return self._kqueue.fileno()
+
+    def close(self):
+        self._kqueue.close()
+
+
+def _open_exit_notifier(pid):
+    """Return a pollable object that turns readable when ``pid`` exits, or None."""
+    if not use_exit_notifier:
+        return None
+    if hasattr(os, "pidfd_open"):
+        kind = _Pidfd
+    elif hasattr(select, "kqueue"):
+        kind = _ProcessKqueue
+    else:
+        return None
+    try:
+        return kind(pid)
+    except OSError:
+        return None
+
+
+def _reap(pid):
+    """Wait for child ``pid`` and return its returncode; None if it was reaped elsewhere."""
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return None
+    return os.waitstatus_to_exitcode(status)
+
+
+def _reap_in_thread(pid, on_exit):
+    """Reap ``pid`` in a daemon thread, then call ``on_exit(returncode)`` there."""
+    thread = threading.Thread(
+        target=lambda: on_exit(_reap(pid)), name=f"fastloop-waitpid-{pid}", daemon=True
+    )
+    thread.start()
+
+
+class SubprocessMixin:
+    """The subprocess half of the loop; needs the core's _add_reader and the pipes."""
+
+    def __init__(self):
+        super().__init__()
+        # pid -> (transport, exit notifier or None when a thread waits for it), for
+        # every child not reaped yet.
+        self._children = {}
+
+    # --- Borrowed from asyncio.base_events.BaseEventLoop ----------------------
+    # The argument checks and debug logging, bound as they are so that each
+    # interpreter keeps its own messages; they call _make_subprocess_transport.
+    subprocess_exec = _BaseEventLoop.subprocess_exec
+    subprocess_shell = _BaseEventLoop.subprocess_shell
+    _log_subprocess = _BaseEventLoop._log_subprocess
+    # --- end of borrowed block ------------------------------------------------
+
+    async def _make_subprocess_transport(
+        self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra=None, **kwargs
+    ):
+        # Before the child is started: on a closed loop it would be left running.
+        self._check_closed()
+        waiter = self.create_future()
+        transport = _UnixSubprocessTransport(
+            self, protocol, args, shell, stdin, stdout, stderr, bufsize,
+            waiter=waiter, extra=extra, **kwargs,
+        )
+        self._watch_child(transport)
+        try:
+            await waiter
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException:
+            # Connecting a pipe failed or we were cancelled: the child is killed
+            # and reaped before the error reaches the caller, as in asyncio.
+            transport.close()
+            await transport._wait()
+            raise
+        return transport
+
+    def _watch_child(self, transport):
+        """Arrange for ``transport._process_exited`` once its child has exited."""
+        pid = transport.get_pid()
+        notifier = _open_exit_notifier(pid)
+        self._children[pid] = (transport, notifier)
+        if notifier is not None:
+            self._add_reader(notifier.fileno(), self._on_child_exit_notified, pid)
+        else:
+            _reap_in_thread(pid, lambda returncode: self._on_child_reaped(pid, returncode))
+
+    def _on_child_exit_notified(self, pid):
+        """Reader callback: the notifier of ``pid`` says it has exited."""
+        transport, notifier = self._children[pid]
+        # Reaped below: should the loop close before _child_exited runs, there is
+        # nothing left for _close_children to do.
+        self._children[pid] = (transport, None)
+        self._remove_reader(notifier.fileno())
+        notifier.close()
+        # Delivered on the next iteration, as asyncio's pidfd watcher does.
+        self.call_soon(self._child_exited, pid, _reap(pid))
+
+    def _on_child_reaped(self, pid, returncode):
+        """In a waiting thread: pass the child's returncode to the loop."""
+        try:
+            self.call_soon_threadsafe(self._child_exited, pid, returncode)
+        except RuntimeError:  # the loop was closed while the child ran
+            logger.warning("Loop %r that handles pid %r is closed", self, pid)
+
+    def _child_exited(self, pid, returncode):
+        """Tell the transport of ``pid`` that its child exited with ``returncode``."""
+        transport, _ = self._children.pop(pid)
+        if returncode is None:
+            # Someone else reaped it: usually Popen.poll() in transport.close(),
+            # which kept the status; code calling waitpid(-1) leaves us nothing.
+            proc = transport._proc
+            returncode = proc.returncode if proc is not None else None
+            if returncode is None:
+                logger.warning(
+                    "child process pid %d was reaped elsewhere: "
+                    "reporting returncode %d", pid, UNKNOWN_RETURNCODE,
+                )
+                returncode = UNKNOWN_RETURNCODE
+        transport._process_exited(returncode)
+
+    def _close_children(self):
+        """On close: children still running are reaped by threads, never left as zombies."""
+        for pid, (_, notifier) in self._children.items():
+            if notifier is not None:
+                self._remove_reader(notifier.fileno())
+                notifier.close()
+                _reap_in_thread(pid, lambda returncode, pid=pid: self._on_child_reaped(
+                    pid, returncode))
+        self._children.clear()
