@@ -1461,14 +1461,6 @@ def _diverge(prefixes, cores, reason, modes=MODES):
 
 
 _diverge(
-    ["dgram_transport[connected,write]"],
-    ["cy", "py"],
-    "both cores: DatagramTransport.write() does not exist (AttributeError); asyncio's "
-    "datagram transport inherits WriteTransport.write, which raises NotImplementedError "
-    "(neither twin subclasses asyncio.Transport, docs/transports.md)",
-    modes=RUNNING,
-)
-_diverge(
     ["write_pipe_transport[write(noncontiguous)]"],
     ["cy"],
     "cy: WritePipeTransport.write(memoryview(b'...')[::2]) raises BufferError at once; "

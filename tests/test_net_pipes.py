@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 
@@ -282,3 +283,16 @@ def test_pipe_to_pipe_with_both_transports(loop, net, pipe):
     assert bytes(reader.data) == payload
     assert reader.events == ["made", "data", "eof", "lost"]
     assert writer.lost_excs == [None]
+
+
+def test_pipe_transports_are_asyncio_transports(loop, net, pipe):
+    rf, wf = pipe
+    rtr, _ = _read_pipe(net, rf)
+    wtr, _ = _write_pipe(net, wf)
+    assert isinstance(rtr, asyncio.ReadTransport) and not isinstance(rtr, asyncio.WriteTransport)
+    # asyncio's write pipe transport is a full asyncio.Transport (through its flow
+    # control base), but what ReadTransport leaves unimplemented stays so.
+    assert isinstance(wtr, asyncio.Transport)
+    for method in (wtr.is_reading, wtr.pause_reading, wtr.resume_reading):
+        with pytest.raises(NotImplementedError):
+            method()

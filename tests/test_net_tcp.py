@@ -914,3 +914,11 @@ def test_server_close_or_abort_clients(loop, net, how):
         net.run(c.lost)
     srv.close()
     net.run(srv.wait_closed())
+
+
+def test_is_an_asyncio_transport(loop, net):
+    tr, _, server = _pair(net)
+    for tr in (tr, server.transport):
+        assert isinstance(tr, asyncio.Transport)
+        assert isinstance(tr, (asyncio.ReadTransport, asyncio.WriteTransport))
+        assert not isinstance(tr, asyncio.DatagramTransport)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sys
 
 import pytest
 
@@ -233,3 +234,19 @@ def test_unix_datagram_address_must_be_a_string(loop, net):
     with pytest.raises(TypeError, match="string is expected"):
         net.run(loop.create_datagram_endpoint(lambda: Datagrams(loop), family=socket.AF_UNIX,
                                               local_addr=("127.0.0.1", 0)))
+
+
+def test_is_an_asyncio_datagram_transport(loop, net):
+    tr, _ = _endpoint(net, local_addr=("127.0.0.1", 0))
+    assert isinstance(tr, asyncio.Transport)
+    # asyncio's datagram transport is an asyncio.DatagramTransport from 3.11 on.
+    assert isinstance(tr, asyncio.DatagramTransport) == (sys.version_info >= (3, 11))
+    # What asyncio.WriteTransport leaves unimplemented stays so.
+    with pytest.raises(NotImplementedError):
+        tr.write(b"x")
+    with pytest.raises(NotImplementedError):
+        tr.writelines([b"x", b"y"])
+    with pytest.raises(NotImplementedError):
+        tr.write_eof()
+    with pytest.raises(NotImplementedError):
+        tr.can_write_eof()

@@ -19,7 +19,10 @@
 import asyncio.constants
 import asyncio.futures
 import asyncio.protocols
+import asyncio.selector_events
+import asyncio.transports
 import asyncio.trsock
+import asyncio.unix_events
 import collections
 import functools
 import socket
@@ -296,6 +299,11 @@ cdef class TransportBase:
 
     def is_closing(self):
         return self._closing
+
+    @property
+    def __class__(self):
+        # isinstance(transport, asyncio.Transport) (see _asyncio_twin).
+        return ASYNCIO_TWINS.get(type(self), type(self))
 
     def set_protocol(self, protocol):
         self._protocol = protocol
@@ -1045,6 +1053,19 @@ cdef class DatagramTransport(SelectorTransportBase):
         self._protocol.datagram_received(data, addr)
         return 0
 
+    # What asyncio's datagram transport inherits from asyncio.WriteTransport unchanged.
+    def write(self, data):
+        raise NotImplementedError
+
+    def writelines(self, list_of_data):
+        self.write(b''.join(list_of_data))
+
+    def write_eof(self):
+        raise NotImplementedError
+
+    def can_write_eof(self):
+        raise NotImplementedError
+
     def sendto(self, data, addr=None):
         """Send one datagram to addr (or the connected address)."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -1366,6 +1387,16 @@ cdef class WritePipeTransport(FlowControlTransport):
             self.close_c(None)
         return 0
 
+    # What asyncio's write pipe transport inherits from asyncio.ReadTransport unchanged.
+    def is_reading(self):
+        raise NotImplementedError
+
+    def pause_reading(self):
+        raise NotImplementedError
+
+    def resume_reading(self):
+        raise NotImplementedError
+
     def write(self, data):
         """Write data to the pipe: at once if nothing waits, else after the rest."""
         cdef Py_buffer view
@@ -1485,3 +1516,34 @@ cdef class WritePipeTransport(FlowControlTransport):
             self._pipe = None
             self._protocol = None
             self._loop = None
+
+
+# A cdef class cannot derive from asyncio's Python transport classes, yet programs (and
+# CPython's tests) check isinstance(transport, asyncio.Transport). isinstance() falls
+# back to obj.__class__ when type(obj) is not a subclass (how unittest.mock's spec
+# objects pass): each transport's __class__ is a Python twin, of the same name, that
+# derives from the public asyncio classes the stdlib's own transport derives from.
+cdef dict ASYNCIO_TWINS = {}  # transport class -> its twin
+
+
+def _asyncio_twin(cls, stdlib_cls):
+    """Make isinstance(an instance of cls, C) true for each public asyncio transport
+    class C that stdlib_cls derives from (which ones varies by version); return the twin."""
+    public = [c for c in (asyncio.transports.Transport, asyncio.transports.DatagramTransport,
+                          asyncio.transports.ReadTransport, asyncio.transports.WriteTransport)
+              if issubclass(stdlib_cls, c)]
+    bases = tuple(c for c in public if not any(o is not c and issubclass(o, c) for o in public))
+    twin = type(cls.__name__, bases, {
+        '__module__': cls.__module__,
+        '__qualname__': cls.__qualname__,
+        '__doc__': cls.__doc__,
+        '__slots__': (),
+    })
+    ASYNCIO_TWINS[cls] = twin
+    return twin
+
+
+_asyncio_twin(SocketTransport, asyncio.selector_events._SelectorSocketTransport)
+_asyncio_twin(DatagramTransport, asyncio.selector_events._SelectorDatagramTransport)
+_asyncio_twin(ReadPipeTransport, asyncio.unix_events._UnixReadPipeTransport)
+_asyncio_twin(WritePipeTransport, asyncio.unix_events._UnixWritePipeTransport)

@@ -23,7 +23,10 @@ from asyncio import base_events as aio_base_events
 from asyncio import constants as aio_constants
 from asyncio import futures as aio_futures
 from asyncio import protocols as aio_protocols
+from asyncio import selector_events as aio_selector_events
+from asyncio import transports as aio_transports
 from asyncio import trsock as aio_trsock
+from asyncio import unix_events as aio_unix_events
 from asyncio.log import logger
 from itertools import islice
 
@@ -111,6 +114,11 @@ class _Transport:
     def is_closing(self):
         """Return True if the transport is closing or closed."""
         return self._closing
+
+    @property
+    def __class__(self):
+        # isinstance(transport, asyncio.Transport) (see _asyncio_twin).
+        return _ASYNCIO_TWINS.get(type(self), type(self))
 
     def _report(self, message, exc):
         """Hand ``exc`` to the loop's exception handler, as asyncio's transports do."""
@@ -627,6 +635,19 @@ class DatagramTransport(_SocketBase):
         else:
             self._sock.sendto(data, addr)
 
+    # What asyncio's datagram transport inherits from asyncio.WriteTransport unchanged.
+    def write(self, data):
+        raise NotImplementedError
+
+    def writelines(self, list_of_data):
+        self.write(b"".join(list_of_data))
+
+    def write_eof(self):
+        raise NotImplementedError
+
+    def can_write_eof(self):
+        raise NotImplementedError
+
     def sendto(self, data, addr=None):
         """Send one datagram, at once if nothing is queued."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -880,6 +901,16 @@ class WritePipeTransport(_FlowControl):
         else:
             self._close()
 
+    # What asyncio's write pipe transport inherits from asyncio.ReadTransport unchanged.
+    def is_reading(self):
+        raise NotImplementedError
+
+    def pause_reading(self):
+        raise NotImplementedError
+
+    def resume_reading(self):
+        raise NotImplementedError
+
     def write(self, data):
         """Write ``data`` now if possible; buffer what the pipe does not take."""
         assert isinstance(data, (bytes, bytearray, memoryview)), repr(data)
@@ -991,3 +1022,35 @@ class WritePipeTransport(_FlowControl):
             self._pipe = None
             self._protocol = None
             self._loop = None
+
+
+# The Cython twin cannot derive from asyncio's Python transport classes, so neither
+# does this one, yet programs (and CPython's tests) check isinstance(transport,
+# asyncio.Transport). isinstance() falls back to obj.__class__ when type(obj) is not
+# a subclass (how unittest.mock's spec objects pass): each transport's __class__ is a
+# Python twin, of the same name, that derives from the public asyncio classes the
+# stdlib's own transport derives from.
+_ASYNCIO_TWINS = {}  # transport class -> its twin
+
+
+def _asyncio_twin(cls, stdlib_cls):
+    """Make isinstance(an instance of cls, C) true for each public asyncio transport
+    class C that stdlib_cls derives from (which ones varies by version); return the twin."""
+    public = [c for c in (aio_transports.Transport, aio_transports.DatagramTransport,
+                          aio_transports.ReadTransport, aio_transports.WriteTransport)
+              if issubclass(stdlib_cls, c)]
+    bases = tuple(c for c in public if not any(o is not c and issubclass(o, c) for o in public))
+    twin = type(cls.__name__, bases, {
+        "__module__": cls.__module__,
+        "__qualname__": cls.__qualname__,
+        "__doc__": cls.__doc__,
+        "__slots__": (),
+    })
+    _ASYNCIO_TWINS[cls] = twin
+    return twin
+
+
+_asyncio_twin(SocketTransport, aio_selector_events._SelectorSocketTransport)
+_asyncio_twin(DatagramTransport, aio_selector_events._SelectorDatagramTransport)
+_asyncio_twin(ReadPipeTransport, aio_unix_events._UnixReadPipeTransport)
+_asyncio_twin(WritePipeTransport, aio_unix_events._UnixWritePipeTransport)
