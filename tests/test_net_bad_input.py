@@ -1461,14 +1461,6 @@ def _diverge(prefixes, cores, reason, modes=MODES):
 
 
 _diverge(
-    ["write_pipe_transport[write(noncontiguous)]"],
-    ["cy"],
-    "cy: WritePipeTransport.write(memoryview(b'...')[::2]) raises BufferError at once; "
-    "asyncio and py accept it and the os.write() fails: _fatal_error(BufferError) through "
-    "the exception handler, connection_lost(BufferError)",
-    modes=RUNNING,
-)
-_diverge(
     ["stream_transport[writelines([noncontiguous])]"],
     # Before 3.12 asyncio is not the reference (aio_skip_reason): cy and py then differ.
     ["cy"] if PY >= (3, 12) else ["cy", "py"],

@@ -1411,7 +1411,15 @@ cdef class WritePipeTransport(FlowControlTransport):
                                    'os.write(pipe, data) raised exception.')
             self._conn_lost += 1
             return
-        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        except BufferError as exc:  # a non-contiguous memoryview
+            if PyByteArray_GET_SIZE(self.pbuffer):
+                raise  # as asyncio's `buffer += data` does
+            # asyncio's os.write(data) fails with it: a fatal write error.
+            self._conn_lost += 1
+            self.fatal_error(exc, 'Fatal write error on pipe transport')
+            return
         try:
             if not PyByteArray_GET_SIZE(self.pbuffer):
                 # Nothing waits: try to write now.
