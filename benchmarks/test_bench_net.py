@@ -1,10 +1,12 @@
-"""Networking (the same echo workloads as `python -m fastloop`), per loop.
+"""Networking (the same echo and HTTP workloads as `python -m fastloop`), per loop.
 
 Each echo workload serves on the loop under test while the client process
 (`fastloop._bench.echo_client`) does a fixed number of round trips and checks every
-byte; the workload raises if anything went wrong, and the assert here also checks the
-number of round trips it reports. Besides the wall time, `extra_info` records the
-server's CPU per round trip (`cpu_us_per_op`, median of the timed rounds; the client's
+byte; each HTTP workload serves HTTP/1.1 on httptools while the same client sends
+keep-alive requests (one at a time, or pipelined) and checks every response. The
+workload raises if anything went wrong, and the assert here also checks the number of
+round trips or requests it reports. Besides the wall time, `extra_info` records the
+server's CPU per operation (`cpu_us_per_op`, median of the timed rounds; the client's
 CPU is another process's and is not in it).
 
 `test_idle_memory` measures the server's memory growth per idle TCP connection
@@ -21,13 +23,14 @@ import time
 import pytest
 
 from fastloop._bench import echo as _echo
+from fastloop._bench import httpd as _httpd
 from fastloop._bench import loops as _loops
 from fastloop._bench import workloads as _workloads
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import idle_memory  # noqa: E402
 
-ECHO_NAMES = [spec[0] for spec in _echo.ECHO_WORKLOADS]
+NET_NAMES = [workload.name for workload in _echo.ECHO_WORKLOADS + _httpd.HTTP_WORKLOADS]
 IDLE_CONNS = 1000
 # Far above any loop's real cost (about 1-5 KiB): a leak or a runaway buffer trips it.
 IDLE_BYTES_PER_CONN_LIMIT = 64 * 1024
@@ -40,8 +43,8 @@ def _echo_client():
     _echo.stop_client()
 
 
-@pytest.mark.parametrize("name", ECHO_NAMES)
-def test_echo(run_workload, benchmark, name):
+@pytest.mark.parametrize("name", NET_NAMES)
+def test_net(run_workload, benchmark, name):
     workload = _workloads.get(name)
     cpu = []
 
@@ -51,7 +54,8 @@ def test_echo(run_workload, benchmark, name):
         cpu.append(time.process_time() - start)
         return ops
 
-    measured = _workloads.Workload(name, timed, workload.description, workload.ops)
+    measured = _workloads.Workload(name, timed, workload.description, workload.ops,
+                                   requires=workload.requires)
     assert run_workload(measured) == workload.ops
     timed_rounds = cpu[1:]  # the first is run_workload's untimed warm-up
     benchmark.extra_info["cpu_us_per_op"] = (

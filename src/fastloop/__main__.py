@@ -1,4 +1,4 @@
-"""`python -m fastloop`: compare fastloop's cores with asyncio and uvloop on this machine."""
+"""`python -m fastloop [bench]`: compare fastloop's cores with other loops on this machine."""
 
 import sys
 

@@ -17,6 +17,7 @@ server's CPU alone. It is stopped at exit, or by `stop_client()`.
 Checks (each a `WorkloadError`): the client's own verdict (every echo byte-exact, in
 order), the round trips and bytes it counted, the bytes the server saw, every connection
 accepted and closed without error, and nothing reported to the loop's exception handler.
+`run_session` is that driver without the echo-specific checks (`httpd` uses it too).
 """
 
 import asyncio
@@ -29,10 +30,10 @@ import subprocess
 import sys
 import tempfile
 
-# No import of .workloads here: it imports this module to register ECHO_WORKLOADS (plain
-# (name, run, description, ops) tuples), so its names are imported where they are used.
+from .base import Workload, WorkloadError, check
 
-__all__ = ["ECHO_WORKLOADS", "EchoClient", "client", "run_echo", "stop_client"]
+__all__ = ["ECHO_WORKLOADS", "EchoClient", "client", "run_echo", "run_session",
+           "stop_client"]
 
 # Concurrent client connections per echo workload.
 ECHO_CONNECTIONS = 4
@@ -76,7 +77,6 @@ class EchoClient:
     def _take_line(self, chunk):
         """Feed chunk (b"" at EOF); return the parsed answer once a full line is in."""
         if not chunk:
-            from .workloads import WorkloadError
             raise WorkloadError(f"the echo client exited (code {self.proc.poll()}) "
                                 f"without answering")
         self._pending += chunk
@@ -373,27 +373,26 @@ async def _serve_udp(loop, stats):
 
 # --- the driver -----------------------------------------------------------------------
 
-def run_echo(loop, serve, size, trips, conns=ECHO_CONNECTIONS):
-    """Serve with serve(loop, stats) while the client does conns x trips round trips.
+def run_session(loop, serve, stats, command, what="echo"):
+    """Serve with serve(loop, stats) while the client carries out command (a dict
+    without the server's "kind" and "addr", which are added here).
 
-    Return the round trips completed; raise WorkloadError on any wrong outcome.
+    Return the client's answer once it has answered and, for a stream server, the server
+    has seen all stats.conns connections close. Raise WorkloadError if the client
+    reports an error, the loop reported one, or the server saw a failure.
     """
-    from .workloads import WorkloadError, _check
-
-    stats = _Stats(loop, conns)
     handler_errors = []
     loop.set_exception_handler(lambda _loop, context: handler_errors.append(context))
-    echo_client = client()
+    session_client = client()
 
     async def main():
         kind, address, close = await serve(loop, stats)
         try:
-            answer = echo_client.answer(loop)
-            echo_client.send({"op": "echo", "kind": kind, "addr": address, "conns": conns,
-                              "size": size, "trips": trips})
+            answer = session_client.answer(loop)
+            session_client.send({**command, "kind": kind, "addr": address})
             result = await answer
             if "error" in result:
-                raise WorkloadError(f"echo client: {result['error']}")
+                raise WorkloadError(f"{what} client: {result['error']}")
             if kind != "udp":
                 await stats.all_closed  # the client closed them all; the server saw it
         finally:
@@ -404,7 +403,7 @@ def run_echo(loop, serve, size, trips, conns=ECHO_CONNECTIONS):
         result = loop.run_until_complete(asyncio.wait_for(main(), RUN_TIMEOUT))
     except asyncio.TimeoutError:
         stop_client()  # it may be stuck mid-command; the next run starts a fresh one
-        raise WorkloadError(f"echo did not finish within {RUN_TIMEOUT:.0f}s "
+        raise WorkloadError(f"{what} did not finish within {RUN_TIMEOUT:.0f}s "
                             f"(server saw {stats.accepted} connections, "
                             f"{stats.closed} closed, {stats.echoed} bytes)") from None
     except BaseException:
@@ -412,19 +411,30 @@ def run_echo(loop, serve, size, trips, conns=ECHO_CONNECTIONS):
         raise
     finally:
         loop.set_exception_handler(None)
-    total = conns * trips
     if handler_errors:
         context = handler_errors[0]
         raise WorkloadError(f"the loop reported an error: {context.get('message')!r} "
                             f"{context.get('exception')!r}")
     if stats.errors:
         raise WorkloadError(f"server side error: {stats.errors[0]!r}") from stats.errors[0]
-    _check("round trips the client completed", result.get("trips"), total)
-    _check("bytes the client got back", result.get("bytes"), total * size)
-    _check("bytes the server echoed", stats.echoed, total * size)
+    return result
+
+
+def run_echo(loop, serve, size, trips, conns=ECHO_CONNECTIONS):
+    """Serve with serve(loop, stats) while the client does conns x trips round trips.
+
+    Return the round trips completed; raise WorkloadError on any wrong outcome.
+    """
+    stats = _Stats(loop, conns)
+    result = run_session(loop, serve, stats,
+                         {"op": "echo", "conns": conns, "size": size, "trips": trips})
+    total = conns * trips
+    check("round trips the client completed", result.get("trips"), total)
+    check("bytes the client got back", result.get("bytes"), total * size)
+    check("bytes the server echoed", stats.echoed, total * size)
     if serve is not _serve_udp:
-        _check("connections accepted", stats.accepted, conns)
-        _check("connections closed", stats.closed, conns)
+        check("connections accepted", stats.accepted, conns)
+        check("connections closed", stats.closed, conns)
     return total
 
 
@@ -442,9 +452,15 @@ _KINDS = [
     ("tcp_sock", _serve_sock, "TCP echo, sock_accept/sock_recv/sock_sendall"),
 ]
 
+# The echo workloads of the default comparison; the others (the 10 KiB sizes, the
+# other servers' 100 KiB) tell little more and run with --all.
+DEFAULT_ECHO = {"echo_tcp_proto_1k", "echo_tcp_proto_100k", "echo_tcp_buffered_1k",
+                "echo_tcp_streams_1k", "echo_tcp_sock_1k", "echo_unix_proto_1k",
+                "echo_udp_1k"}
 
-def _specs():
-    """Return the echo workloads as (name, run, description, ops) tuples."""
+
+def _make_workloads():
+    """Return the echo workloads, in the table's order."""
     specs = []
     for kind, serve, what in _KINDS:
         for label, size in SIZES.items():
@@ -464,7 +480,7 @@ def _specs():
         "echo_udp_1k", _workload(_serve_udp, SIZES["1k"], UDP_TRIPS),
         f"UDP echo, DatagramProtocol, {ECHO_CONNECTIONS} sockets x {UDP_TRIPS} round trips "
         f"of 1 KiB", ECHO_CONNECTIONS * UDP_TRIPS))
-    return specs
+    return [Workload(*spec, extra=spec[0] not in DEFAULT_ECHO) for spec in specs]
 
 
-ECHO_WORKLOADS = _specs()
+ECHO_WORKLOADS = _make_workloads()

@@ -1,10 +1,10 @@
 """The client process of the networking workloads: the same program for every loop.
 
-The echo workloads (`fastloop._bench.echo`) run the server on the loop under test and
-this client in a separate process, so the client's own work never lands on the loop
-being measured and is identical whichever loop serves. It is stdlib-only (no fastloop
-import), single-threaded, and drives all its connections from one `selectors` loop of
-non-blocking sockets, so it stays light on a 2-core machine.
+The echo and HTTP workloads (`fastloop._bench.echo`, `.httpd`) run the server on the
+loop under test and this client in a separate process, so the client's own work never
+lands on the loop being measured and is identical whichever loop serves. It is
+stdlib-only (no fastloop import), single-threaded, and drives all its connections from
+one `selectors` loop of non-blocking sockets, so it stays light on a 2-core machine.
 
 It reads commands from stdin, one JSON object per line, and answers each with one JSON
 line on stdout (a single write, atomic on a pipe):
@@ -16,6 +16,10 @@ line on stdout (a single write, atomic on a pipe):
         (each message carries its connection and trip number, so a stale, duplicated or
         reordered echo is caught). Then close everything and answer
         {"trips": <round trips completed>, "bytes": <bytes echoed>} or {"error": "..."}.
+    {"op": "http", "addr": ["127.0.0.1", port], "conns": 4, "requests": 1500, "depth": 1}
+        Open `conns` keep-alive connections and send `requests` HTTP/1.1 GETs on each,
+        `depth` at a time (above 1: pipelined), comparing every response with the one
+        expected. Answer {"requests": <sent>, "bytes": <response bytes>} or an error.
     {"op": "hold", "kind": "tcp"|"unix", "addr": ..., "conns": 2000}
         Open `conns` idle connections and keep them; answer {"held": n}.
     {"op": "release"}
@@ -82,44 +86,59 @@ def _connect(kind, addr):
 
 
 class _Conn:
-    """One connection's state: the message in flight and how much of it went/came back."""
+    """One connection's state: the message in flight, the answer it must get, and how
+    much of each went and came back."""
 
-    __slots__ = ("index", "sock", "out", "out_view", "inbuf", "in_view", "sent",
-                 "received", "trip", "writing")
+    __slots__ = ("index", "sock", "out", "out_view", "expected", "inbuf", "in_view",
+                 "sent", "received", "trip", "writing")
 
-    def __init__(self, index, sock, size):
+    def __init__(self, index, sock):
         self.index = index
         self.sock = sock
-        # A fixed pattern per connection; the header is re-stamped for every trip.
-        pattern = bytes((index * 31 + i) & 0xFF for i in range(256))
-        self.out = bytearray((pattern * (size // 256 + 1))[:size])
-        self.out_view = memoryview(self.out)
-        self.inbuf = bytearray(size)
-        self.in_view = memoryview(self.inbuf)
+        self.out = self.out_view = self.expected = self.inbuf = self.in_view = None
         self.sent = 0
         self.received = 0
         self.trip = 0
         self.writing = False
 
+    def set_trip(self, out, expected):
+        """Make out the next message and expected the answer it must get."""
+        if out is not self.out:
+            self.out = out
+            self.out_view = memoryview(out)
+        self.expected = expected
+        if self.inbuf is None or len(self.inbuf) != len(expected):
+            self.inbuf = bytearray(len(expected))
+            self.in_view = memoryview(self.inbuf)
+        self.sent = 0
+        self.received = 0
 
-def _echo_stream(socks, size, trips):
-    """Drive the round trips on connected stream sockets; return bytes echoed."""
+
+def _pattern(index, size):
+    """A fixed message of size bytes, different for each connection."""
+    pattern = bytes((index * 31 + i) & 0xFF for i in range(256))
+    return bytearray((pattern * (size // 256 + 1))[:size])
+
+
+def _drive_stream(conns, trips, next_trip, echo):
+    """Do trips exchanges on each connection; return the bytes received.
+
+    next_trip(conn) calls conn.set_trip() for conn.trip. Each exchange sends the whole
+    message, then reads until the answer is complete and compares every byte. With echo,
+    an answer longer than what was sent so far is an error too.
+    """
     sel = selectors.DefaultSelector()
-    conns = [_Conn(i, sock, size) for i, sock in enumerate(socks)]
-    stamp = size >= _HEADER.size
     active = len(conns)
     total = 0
     try:
         def start(conn):
-            # Begin the next trip: stamp, then send as much as the socket takes now.
-            if stamp:
-                _HEADER.pack_into(conn.out, 0, conn.index, conn.trip)
-            conn.received = 0
+            # Begin the next trip, and send as much as the socket takes now.
+            next_trip(conn)
             try:
                 conn.sent = conn.sock.send(conn.out_view)
             except (BlockingIOError, InterruptedError):
                 conn.sent = 0
-            want_write = conn.sent < size
+            want_write = conn.sent < len(conn.out)
             if want_write != conn.writing:
                 conn.writing = want_write
                 events = selectors.EVENT_READ | (selectors.EVENT_WRITE if want_write else 0)
@@ -139,6 +158,7 @@ def _echo_stream(socks, size, trips):
                                 f"({active} connections still waiting)")
             for key, mask in events:
                 conn = key.data
+                size = len(conn.out)
                 if mask & selectors.EVENT_WRITE and conn.sent < size:
                     try:
                         conn.sent += conn.sock.send(conn.out_view[conn.sent:])
@@ -153,20 +173,21 @@ def _echo_stream(socks, size, trips):
                     n = conn.sock.recv_into(conn.in_view[conn.received:])
                 except (BlockingIOError, InterruptedError):
                     continue
+                want = len(conn.expected)
                 if n == 0:
                     raise EchoError(f"connection {conn.index}: server closed it in trip "
-                                    f"{conn.trip} after echoing {conn.received} of "
-                                    f"{size} bytes")
+                                    f"{conn.trip} after answering {conn.received} of "
+                                    f"{want} bytes")
                 conn.received += n
-                if conn.received > conn.sent:
+                if echo and conn.received > conn.sent:
                     raise EchoError(f"connection {conn.index}: {conn.received} bytes "
                                     f"echoed but only {conn.sent} sent")
-                if conn.received < size:
+                if conn.received < want:
                     continue
-                if conn.inbuf != conn.out:
-                    raise EchoError(f"connection {conn.index}: trip {conn.trip}: the echo "
-                                    f"differs from the message sent")
-                total += size
+                if conn.inbuf != conn.expected:
+                    raise EchoError(f"connection {conn.index}: trip {conn.trip}: the "
+                                    f"answer differs from the one expected")
+                total += want
                 conn.trip += 1
                 if conn.trip < trips:
                     start(conn)
@@ -178,12 +199,76 @@ def _echo_stream(socks, size, trips):
     return total
 
 
+def _echo_stream(socks, size, trips):
+    """Drive the echo round trips on connected stream sockets; return bytes echoed."""
+    conns = [_Conn(i, sock) for i, sock in enumerate(socks)]
+    messages = [_pattern(i, size) for i in range(len(conns))]
+    stamp = size >= _HEADER.size
+
+    def next_trip(conn):
+        # The same buffer every trip, its header re-stamped: the echo must match it.
+        out = messages[conn.index]
+        if stamp:
+            _HEADER.pack_into(out, 0, conn.index, conn.trip)
+        conn.set_trip(out, out)
+
+    return _drive_stream(conns, trips, next_trip, echo=True)
+
+
+# The HTTP workload's exchange. A request names a sequence number as its path (fixed
+# width, so every response has the same size); the server answers with the path as the
+# body. The server (fastloop._bench.httpd) builds its responses with http_response().
+HTTP_REQUEST = b"GET /%08d HTTP/1.1\r\nHost: fastloop-bench\r\nUser-Agent: fastloop\r\n\r\n"
+_HTTP_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
+
+
+def http_response(body):
+    """The response the server sends for a request whose path is body."""
+    return b"%s%d\r\n\r\n%s" % (_HTTP_HEAD, len(body), body)
+
+
+def _http_stream(socks, requests, depth):
+    """Send requests on each keep-alive connection, depth at a time (depth > 1:
+    pipelined), checking every response; return the response bytes received."""
+    if requests % depth:
+        raise EchoError(f"{requests} requests do not split into batches of {depth}")
+    conns = [_Conn(i, sock) for i, sock in enumerate(socks)]
+    batches = [_http_batches(i, requests, depth) for i in range(len(conns))]
+
+    def next_trip(conn):
+        conn.set_trip(*batches[conn.index][conn.trip])
+
+    return _drive_stream(conns, requests // depth, next_trip, echo=False)
+
+
+_batch_cache = {}
+
+
+def _http_batches(index, requests, depth):
+    """Return connection index's [(requests, expected responses)], one per batch.
+
+    Kept for the next session with the same shape (the runner's warm-up makes them), so
+    that the timed sessions spend the client's time on the sockets alone.
+    """
+    key = (index, requests, depth)
+    if key not in _batch_cache:
+        batches = []
+        for first in range(index * 1_000_000, index * 1_000_000 + requests, depth):
+            seqs = range(first, first + depth)
+            batches.append((b"".join(HTTP_REQUEST % seq for seq in seqs),
+                            b"".join(http_response(b"/%08d" % seq) for seq in seqs)))
+        _batch_cache[key] = batches
+    return _batch_cache[key]
+
+
 def _echo_udp(socks, size, trips):
     """Drive the round trips on connected UDP sockets; return bytes echoed."""
     if size > UDP_MAX:
         raise EchoError(f"a {size}-byte datagram is larger than UDP allows ({UDP_MAX})")
     sel = selectors.DefaultSelector()
-    conns = [_Conn(i, sock, size) for i, sock in enumerate(socks)]
+    conns = [_Conn(i, sock) for i, sock in enumerate(socks)]
+    for conn in conns:
+        conn.out = _pattern(conn.index, size)
     stamp = size >= _HEADER.size
     active = 0
     total = 0
@@ -241,6 +326,19 @@ def echo(kind, addr, conns, size, trips):
     return {"trips": conns * trips, "bytes": echoed}
 
 
+def http(addr, conns, requests, depth):
+    """Run one HTTP session over TCP; return the answer dict."""
+    socks = []
+    try:
+        for _ in range(conns):
+            socks.append(_connect("tcp", addr))
+        received = _http_stream(socks, requests, depth)
+    finally:
+        for sock in socks:
+            sock.close()
+    return {"requests": conns * requests, "bytes": received}
+
+
 class Client:
     """The command interpreter: holds the idle connections between hold and release."""
 
@@ -252,6 +350,9 @@ class Client:
         if op == "echo":
             return echo(command["kind"], command["addr"], int(command["conns"]),
                         int(command["size"]), int(command["trips"]))
+        if op == "http":
+            return http(command["addr"], int(command["conns"]), int(command["requests"]),
+                        int(command["depth"]))
         if op == "hold":
             conns = int(command["conns"])
             _raise_nofile(conns + 64)

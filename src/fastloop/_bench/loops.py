@@ -9,10 +9,13 @@ for importing uvloop, and a broken core only skips its own column.
 import asyncio
 import importlib
 
-__all__ = ["LOOP_NAMES", "Unavailable", "available", "find"]
+__all__ = ["CHECKED_LOOPS", "LOOP_NAMES", "Unavailable", "available", "find"]
 
 # The order of the table's rows within a workload.
-LOOP_NAMES = ("fastloop-cy", "fastloop-py", "uvloop", "asyncio")
+LOOP_NAMES = ("fastloop-cy", "fastloop-py", "uvloop", "rloop", "asyncio")
+# The loops whose wrong outcome is an error of ours: fastloop's, and the reference. The
+# others' (a competitor leaking fds, say) are reported, and fail nothing.
+CHECKED_LOOPS = ("fastloop-cy", "fastloop-py", "asyncio")
 
 
 class Unavailable(Exception):
@@ -41,6 +44,15 @@ def _uvloop():
     return uvloop.new_event_loop
 
 
+def _rloop():
+    """Return rloop's loop factory (an optional competitor, in Rust)."""
+    try:
+        import rloop
+    except ImportError:
+        raise Unavailable("rloop is not installed (pip install rloop)") from None
+    return rloop.new_event_loop
+
+
 def _asyncio():
     """Return stock asyncio's default loop class for this platform."""
     # SelectorEventLoop is the default on POSIX; naming it avoids the policy machinery
@@ -52,6 +64,7 @@ _FINDERS = {
     "fastloop-cy": lambda: _fastloop("_cy"),
     "fastloop-py": lambda: _fastloop("_py"),
     "uvloop": _uvloop,
+    "rloop": _rloop,
     "asyncio": _asyncio,
 }
 

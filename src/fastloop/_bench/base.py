@@ -1,0 +1,77 @@
+"""What every workload module shares: the `Workload` record, its error, its check.
+
+Kept apart from `workloads.py` so that the modules it gathers (`echo`, `httpd`) can make
+their own `Workload`s without importing it back.
+"""
+
+import functools
+import importlib.util
+
+__all__ = ["Workload", "WorkloadError", "check"]
+
+
+class WorkloadError(RuntimeError):
+    """The loop under test produced a wrong outcome."""
+
+
+def check(what, got, expected):
+    """Raise WorkloadError unless got == expected."""
+    if got != expected:
+        raise WorkloadError(f"{what}: expected {expected}, got {got}")
+
+
+class Workload:
+    """A named timed program with a one-line description and its operation count.
+
+    `run(loop) -> ops` gets a fresh, not yet running loop. Two variations: with a
+    `setup`, it is `run(loop, setup(loop))`, the set-up untimed; with `makes_loops`,
+    `run(factory)` makes and closes loops of its own. `requires` names modules it
+    imports (a missing one skips the workload); `extra` keeps it out of the default
+    comparison (`--all` runs it); `max_repeat` caps the runner's timed runs per process,
+    and `warmup=False` skips its untimed first run (for a run long enough to warm up
+    by itself).
+    """
+
+    __slots__ = ("name", "run", "description", "ops", "requires", "extra", "setup",
+                 "makes_loops", "max_repeat", "warmup")
+
+    def __init__(self, name, run, description, ops, *, requires=(), extra=False,
+                 setup=None, makes_loops=False, max_repeat=None, warmup=True):
+        self.name = name
+        self.run = run
+        self.description = description
+        self.ops = ops
+        self.requires = tuple(requires)
+        self.extra = extra
+        self.setup = setup
+        self.makes_loops = makes_loops
+        self.max_repeat = max_repeat
+        self.warmup = warmup
+
+    def missing(self):
+        """Return why this workload cannot run here (a module is missing), or None."""
+        for module in self.requires:
+            if importlib.util.find_spec(module) is None:
+                return f"{module} is not installed (pip install {module})"
+        return None
+
+    def prepare(self, factory):
+        """Do the untimed part; return (timed, loop).
+
+        timed is the zero-argument call to time (it returns the operations done), loop
+        the fresh loop it uses, for the caller to close (None with makes_loops).
+        """
+        if self.makes_loops:
+            return functools.partial(self.run, factory), None
+        loop = factory()
+        if self.setup is None:
+            return functools.partial(self.run, loop), loop
+        try:
+            state = self.setup(loop)
+        except BaseException:
+            loop.close()
+            raise
+        return functools.partial(self.run, loop, state), loop
+
+    def __repr__(self):
+        return f"<Workload {self.name}>"
