@@ -2,8 +2,10 @@
 
 import os
 import sys
+from types import ModuleType
 
 IMPLEMENTATION = "python"
+core: ModuleType  # fastloop._cy or fastloop._py: the same names (docs/core.md)
 
 if not os.environ.get("FASTLOOP_NO_EXTENSIONS") and sys.implementation.name == "cpython":
     try:

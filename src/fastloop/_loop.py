@@ -148,7 +148,7 @@ class LoopMixin(NetMixin, SubprocessMixin, SignalMixin):
 
 
 @functools.cache
-def loop_class_for(core):
+def loop_class_for(core) -> type[asyncio.AbstractEventLoop]:
     """Return the Loop class over ``core`` (fastloop._py or fastloop._cy), made once."""
     return type(
         "Loop",

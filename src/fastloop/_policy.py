@@ -6,12 +6,18 @@ public policy names and get/set_event_loop_policy() warn there. ``run`` and
 not warn on any version; ``install`` says itself that it is deprecated on 3.14+.
 """
 
+from __future__ import annotations
+
 import asyncio
 import sys
 import warnings
 from asyncio import coroutines, events
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from ._loop import Loop
+
+_T = TypeVar("_T")
 
 if sys.version_info >= (3, 14):
     # The platform default adds nothing but its loop class there, and the
@@ -22,7 +28,7 @@ else:
     _DefaultPolicy = asyncio.DefaultEventLoopPolicy
 
 
-def new_event_loop():
+def new_event_loop() -> asyncio.AbstractEventLoop:
     """Return a new fastloop event loop."""
     return Loop()
 
@@ -30,12 +36,12 @@ def new_event_loop():
 class Policy(_DefaultPolicy):
     """asyncio's default event loop policy, except that it makes fastloop loops."""
 
-    def new_event_loop(self):
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
         """Return a new fastloop event loop."""
         return new_event_loop()
 
 
-def install():
+def install() -> None:
     """Set a fastloop Policy as asyncio's event loop policy.
 
     Deprecated on Python 3.14+, as policies are: prefer ``fastloop.run(main())``
@@ -55,7 +61,7 @@ def install():
         asyncio.set_event_loop_policy(Policy())
 
 
-def _check_not_running():
+def _check_not_running() -> None:
     """Refuse, with asyncio.run()'s error, to nest inside a running loop."""
     if events._get_running_loop() is not None:
         raise RuntimeError("asyncio.run() cannot be called from a running event loop")
@@ -63,7 +69,7 @@ def _check_not_running():
 
 if sys.version_info >= (3, 11):
 
-    def run(main, *, debug=None):
+    def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None) -> _T:
         """Run coroutine ``main`` in a new fastloop loop and return its result.
 
         asyncio.run() with fastloop's loop: the loop is not set as the current
@@ -75,9 +81,9 @@ if sys.version_info >= (3, 11):
             return runner.run(main)
 
 else:
-    from asyncio.runners import _cancel_all_tasks
+    from asyncio.runners import _cancel_all_tasks  # type: ignore[attr-defined]
 
-    def run(main, *, debug=None):
+    def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None) -> _T:
         """Run coroutine ``main`` in a new fastloop loop and return its result.
 
         What asyncio.Runner(loop_factory=...) does on 3.11+, built from the

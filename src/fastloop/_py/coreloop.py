@@ -5,6 +5,8 @@ docs/core.md is the contract. The mixin in fastloop/_loop.py adds run_forever()
 and everything else around it.
 """
 
+from __future__ import annotations
+
 import functools
 import sys
 import threading
@@ -14,14 +16,28 @@ from asyncio import base_events as aio_base_events
 from asyncio import coroutines as aio_coroutines
 from asyncio.log import logger
 from collections import deque
-from contextvars import copy_context
+from contextvars import Context, copy_context
 from math import ceil
+from typing import TYPE_CHECKING, Any
 
 from .handles import Handle, TimerHandle, new_handle, new_timer
 from .poller import READ, WRITE, Poller
 from .timers import TimerQueue
 from .transports import DatagramTransport, ReadPipeTransport, SocketTransport, WritePipeTransport
 from .waker import Waker
+
+if TYPE_CHECKING:
+    import asyncio
+    import socket
+    from collections.abc import Callable
+
+    from typing import TypeAlias
+
+    from _typeshed import FileDescriptorLike
+
+    _Bytes: TypeAlias = bytes | bytearray | memoryview
+
+    from .transports import _Transport
 
 _monotonic = time.monotonic
 _new = object.__new__
@@ -33,7 +49,7 @@ MAX_POLL_TIMEOUT = 24 * 3600
 _PY312 = sys.version_info >= (3, 12)
 
 
-def _fileobj_int(fileobj):
+def _fileobj_int(fileobj: FileDescriptorLike) -> int:
     """Return the fd number of ``fileobj`` (an int, or an object with fileno()).
 
     A negative number passes: asyncio checks the object before the loop's state,
@@ -47,7 +63,7 @@ def _fileobj_int(fileobj):
         raise ValueError(f"Invalid file object: {fileobj!r}") from None
 
 
-def _mask(entry):
+def _mask(entry: list[Any]) -> int:
     """Return the READ|WRITE mask an ``_fds`` entry needs."""
     return (READ if entry[0] is not None else 0) | (WRITE if entry[1] is not None else 0)
 
@@ -55,49 +71,56 @@ def _mask(entry):
 class CoreLoop:
     """Ready queue, timers and fd callbacks of an asyncio loop, and its iteration."""
 
-    def __init__(self):
+    if TYPE_CHECKING:
+        # Provided by the mixin (fastloop/_loop.py) that every loop class adds.
+        def create_future(self) -> asyncio.Future[Any]: ...
+        def call_exception_handler(self, context: dict[str, Any]) -> None: ...
+
+    def __init__(self) -> None:
         self._debug = False
         self.slow_callback_duration = 0.1
-        self._thread_id = None
+        self._thread_id: int | None = None
         self._stopping = False
         self._closed = False
-        self._current_handle = None
+        self._current_handle: Handle | None = None
         self._clock_resolution = time.get_clock_info("monotonic").resolution
-        self._ready = deque()
+        self._ready: deque[Handle] = deque()
         self._timers = TimerQueue()
         # fd -> [reader Handle or None, writer Handle or None, the object it was added as];
         # entry[READ - 1] is the reader, entry[WRITE - 1] the writer.
-        self._fds = {}
+        self._fds: dict[int, list[Any]] = {}
         self._poller = Poller()
         self._waker = Waker()
         self._poller.modify(self._waker.fileno(), READ)
         # fd -> the transport that owns it (weak: a dropped transport lets go).
-        self._transports = weakref.WeakValueDictionary()
+        self._transports: weakref.WeakValueDictionary[int, _Transport] = (
+            weakref.WeakValueDictionary()
+        )
         # The read buffer every transport of this loop reads into (transports.py).
-        self._read_view = None
+        self._read_view: memoryview | None = None
 
     # --- state ----------------------------------------------------------------
 
-    def time(self):
+    def time(self) -> float:
         """Return the loop's clock: time.monotonic()."""
         return _monotonic()
 
-    def get_debug(self):
+    def get_debug(self) -> bool:
         return self._debug
 
-    def is_running(self):
+    def is_running(self) -> bool:
         """Return True if the event loop is running."""
         return self._thread_id is not None
 
-    def is_closed(self):
+    def is_closed(self) -> bool:
         """Return True if the event loop was closed."""
         return self._closed
 
-    def _check_closed(self):
+    def _check_closed(self) -> None:
         if self._closed:
             raise RuntimeError("Event loop is closed")
 
-    def _check_thread(self):
+    def _check_thread(self) -> None:
         """Raise unless called from the thread running the loop (debug mode only)."""
         if self._thread_id is None:
             return
@@ -106,7 +129,7 @@ class CoreLoop:
                 "Non-thread-safe operation invoked on an event loop other than the current one"
             )
 
-    def _check_callback(self, callback, method):
+    def _check_callback(self, callback: object, method: str) -> None:
         if aio_coroutines.iscoroutine(callback) or aio_coroutines.iscoroutinefunction(callback):
             raise TypeError(f"coroutines cannot be used with {method}()")
         if not callable(callback):
@@ -114,7 +137,9 @@ class CoreLoop:
 
     # --- callbacks ------------------------------------------------------------
 
-    def call_soon(self, callback, *args, context=None):
+    def call_soon(
+        self, callback: Callable[..., object], *args: Any, context: Context | None = None
+    ) -> Handle:
         """Arrange for a callback to be called as soon as possible (FIFO)."""
         if self._closed:
             raise RuntimeError("Event loop is closed")
@@ -137,7 +162,9 @@ class CoreLoop:
         self._ready.append(handle)
         return handle
 
-    def call_soon_threadsafe(self, callback, *args, context=None):
+    def call_soon_threadsafe(
+        self, callback: Callable[..., object], *args: Any, context: Context | None = None
+    ) -> Handle:
         """Like call_soon(), but callable from any thread: wakes the loop."""
         if self._closed:
             raise RuntimeError("Event loop is closed")
@@ -152,7 +179,13 @@ class CoreLoop:
         self._waker.wake()
         return handle
 
-    def call_later(self, delay, callback, *args, context=None):
+    def call_later(
+        self,
+        delay: float,
+        callback: Callable[..., object],
+        *args: Any,
+        context: Context | None = None,
+    ) -> TimerHandle:
         """Arrange for a callback to be called ``delay`` seconds from now."""
         if delay is None:
             raise TypeError("delay must not be None")
@@ -171,7 +204,13 @@ class CoreLoop:
         self._timers.push(timer)
         return timer
 
-    def call_at(self, when, callback, *args, context=None):
+    def call_at(
+        self,
+        when: float,
+        callback: Callable[..., object],
+        *args: Any,
+        context: Context | None = None,
+    ) -> TimerHandle:
         """Arrange for a callback to be called at ``when``, on the clock of time()."""
         if when is None:
             raise TypeError("when cannot be None")
@@ -187,16 +226,16 @@ class CoreLoop:
         self._timers.push(timer)
         return timer
 
-    def _add_callback(self, handle):
+    def _add_callback(self, handle: Handle) -> None:
         """Queue an existing Handle, unless it is cancelled."""
         if not handle._cancelled:
             self._ready.append(handle)
 
-    def _timer_handle_cancelled(self, handle):
+    def _timer_handle_cancelled(self, handle: TimerHandle) -> None:
         """Called by TimerHandle.cancel(): one more dead entry in the heap."""
         self._timers.note_cancelled(handle)
 
-    def _write_to_self(self):
+    def _write_to_self(self) -> None:
         """Wake a sleeping poll (coalesced)."""
         self._waker.wake()
 
@@ -205,48 +244,62 @@ class CoreLoop:
     # The public four refuse an fd a live transport owns; the private twins,
     # used by transports and the sock_* methods, do not check.
 
-    def add_reader(self, fd, callback, *args):
+    def add_reader(
+        self, fd: FileDescriptorLike, callback: Callable[..., object], *args: Any
+    ) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is readable."""
         self._ensure_fd_no_transport(fd)
         self._add_fd(fd, READ, callback, args)
 
-    def add_writer(self, fd, callback, *args):
+    def add_writer(
+        self, fd: FileDescriptorLike, callback: Callable[..., object], *args: Any
+    ) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is writable."""
         self._ensure_fd_no_transport(fd)
         self._add_fd(fd, WRITE, callback, args)
 
-    def remove_reader(self, fd):
+    def remove_reader(self, fd: FileDescriptorLike) -> bool:
         """Stop watching ``fd`` for reading; return whether it was watched."""
         self._ensure_fd_no_transport(fd)
         return self._remove_fd(fd, READ)
 
-    def remove_writer(self, fd):
+    def remove_writer(self, fd: FileDescriptorLike) -> bool:
         """Stop watching ``fd`` for writing; return whether it was watched."""
         self._ensure_fd_no_transport(fd)
         return self._remove_fd(fd, WRITE)
 
-    def _add_reader(self, fd, callback, *args):
+    def _add_reader(
+        self, fd: FileDescriptorLike, callback: Callable[..., object], *args: Any
+    ) -> Handle:
         """add_reader() without the transport check; return the Handle."""
         return self._add_fd(fd, READ, callback, args)
 
-    def _add_writer(self, fd, callback, *args):
+    def _add_writer(
+        self, fd: FileDescriptorLike, callback: Callable[..., object], *args: Any
+    ) -> Handle:
         """add_writer() without the transport check; return the Handle."""
         return self._add_fd(fd, WRITE, callback, args)
 
-    def _remove_reader(self, fd):
+    def _remove_reader(self, fd: FileDescriptorLike) -> bool:
         return self._remove_fd(fd, READ)
 
-    def _remove_writer(self, fd):
+    def _remove_writer(self, fd: FileDescriptorLike) -> bool:
         return self._remove_fd(fd, WRITE)
 
-    def _ensure_fd_no_transport(self, fd):
+    def _ensure_fd_no_transport(self, fd: FileDescriptorLike) -> None:
         """Raise RuntimeError if a transport that is not closing owns ``fd``."""
         fileno = _fileobj_int(fd)
         transport = self._transports.get(fileno)
         if transport is not None and not transport.is_closing():
             raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
 
-    def _add_fd(self, fileobj, event, callback, args):
+    def _add_fd(
+        self,
+        fileobj: FileDescriptorLike,
+        event: int,
+        callback: Callable[..., object],
+        args: tuple[Any, ...],
+    ) -> Handle:
         """Install the reader (``event`` READ) or writer (WRITE) Handle of ``fileobj``."""
         fd = _fileobj_int(fileobj)
         if self._closed:
@@ -268,7 +321,7 @@ class CoreLoop:
             old.cancel()
         return handle
 
-    def _remove_fd(self, fileobj, event):
+    def _remove_fd(self, fileobj: FileDescriptorLike, event: int) -> bool:
         """Drop the reader (``event`` READ) or writer (WRITE) of ``fileobj``.
 
         Return True if there was one.
@@ -291,7 +344,7 @@ class CoreLoop:
         old.cancel()
         return True
 
-    def _lookup_fd(self, fileobj):
+    def _lookup_fd(self, fileobj: FileDescriptorLike) -> int:
         """Return the fd of ``fileobj``, or of the registration made with this very object.
 
         As with selectors, a socket closed since it was added (fileno() -1) is
@@ -312,20 +365,47 @@ class CoreLoop:
 
     # asyncio checks the fd is free when making these from 3.12 on.
 
-    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+    def _make_socket_transport(
+        self,
+        sock: socket.socket,
+        protocol: Any,
+        waiter: asyncio.Future[Any] | None = None,
+        *,
+        extra: dict[str, Any] | None = None,
+        server: Any = None,
+    ) -> SocketTransport:
         if _PY312:
             self._ensure_fd_no_transport(sock)
         return SocketTransport(self, sock, protocol, waiter, extra, server)
 
-    def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
+    def _make_datagram_transport(
+        self,
+        sock: socket.socket,
+        protocol: Any,
+        address: Any = None,
+        waiter: asyncio.Future[Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> DatagramTransport:
         if _PY312:
             self._ensure_fd_no_transport(sock)
         return DatagramTransport(self, sock, protocol, address, waiter, extra)
 
-    def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+    def _make_read_pipe_transport(
+        self,
+        pipe: Any,
+        protocol: Any,
+        waiter: asyncio.Future[Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> ReadPipeTransport:
         return ReadPipeTransport(self, pipe, protocol, waiter, extra)
 
-    def _make_write_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+    def _make_write_pipe_transport(
+        self,
+        pipe: Any,
+        protocol: Any,
+        waiter: asyncio.Future[Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> WritePipeTransport:
         return WritePipeTransport(self, pipe, protocol, waiter, extra)
 
     # --- sock_* coroutines ----------------------------------------------------
@@ -333,12 +413,12 @@ class CoreLoop:
     # future and register a reader/writer that retries (_sock_wait). Cancelling
     # the future unregisters it.
 
-    def _check_sock(self, sock):
-        aio_base_events._check_ssl_socket(sock)
+    def _check_sock(self, sock: socket.socket) -> None:
+        aio_base_events._check_ssl_socket(sock)  # type: ignore[attr-defined]
         if self._debug and sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
 
-    async def sock_recv(self, sock, n):
+    async def sock_recv(self, sock: socket.socket, n: int) -> bytes:
         """Receive up to ``n`` bytes from ``sock``."""
         self._check_sock(sock)
         try:
@@ -347,7 +427,7 @@ class CoreLoop:
             pass
         return await self._sock_wait(READ, sock, _sock_retry, sock, "recv", n)
 
-    async def sock_recv_into(self, sock, buf):
+    async def sock_recv_into(self, sock: socket.socket, buf: bytearray | memoryview) -> int:
         """Receive into ``buf``; return the number of bytes received."""
         self._check_sock(sock)
         try:
@@ -356,7 +436,7 @@ class CoreLoop:
             pass
         return await self._sock_wait(READ, sock, _sock_retry, sock, "recv_into", buf)
 
-    async def sock_recvfrom(self, sock, bufsize):
+    async def sock_recvfrom(self, sock: socket.socket, bufsize: int) -> tuple[bytes, Any]:
         """Receive a datagram of up to ``bufsize`` bytes; return ``(data, address)``."""
         self._check_sock(sock)
         try:
@@ -365,7 +445,9 @@ class CoreLoop:
             pass
         return await self._sock_wait(READ, sock, _sock_retry, sock, "recvfrom", bufsize)
 
-    async def sock_recvfrom_into(self, sock, buf, nbytes=0):
+    async def sock_recvfrom_into(
+        self, sock: socket.socket, buf: bytearray | memoryview, nbytes: int = 0
+    ) -> tuple[int, Any]:
         """Receive a datagram into ``buf``; return ``(nbytes, address)``."""
         self._check_sock(sock)
         if not nbytes:
@@ -376,7 +458,7 @@ class CoreLoop:
             pass
         return await self._sock_wait(READ, sock, _sock_retry, sock, "recvfrom_into", buf, nbytes)
 
-    async def sock_sendall(self, sock, data):
+    async def sock_sendall(self, sock: socket.socket, data: _Bytes) -> None:
         """Send all of ``data``; return None."""
         self._check_sock(sock)
         try:
@@ -388,7 +470,7 @@ class CoreLoop:
         # pos: a list, so the retries share their progress.
         return await self._sock_wait(WRITE, sock, _sock_sendall_more, sock, memoryview(data), [n])
 
-    async def sock_sendto(self, sock, data, address):
+    async def sock_sendto(self, sock: socket.socket, data: _Bytes, address: Any) -> int:
         """Send a datagram to ``address``; return the number of bytes sent."""
         self._check_sock(sock)
         try:
@@ -397,7 +479,9 @@ class CoreLoop:
             pass
         return await self._sock_wait(WRITE, sock, _sock_retry, sock, "sendto", data, 0, address)
 
-    def _sock_wait(self, event, sock, callback, *args):
+    def _sock_wait(
+        self, event: int, sock: socket.socket, callback: Callable[..., None], *args: Any
+    ) -> asyncio.Future[Any]:
         """Return a future that ``callback(fut, *args)`` settles on ``sock``'s readiness."""
         fut = self.create_future()
         fd = sock.fileno()
@@ -406,18 +490,18 @@ class CoreLoop:
         fut.add_done_callback(functools.partial(self._sock_done, fd, event, handle))
         return fut
 
-    def _sock_done(self, fd, event, handle, fut):
+    def _sock_done(self, fd: int, event: int, handle: Handle, fut: asyncio.Future[Any]) -> None:
         # Unless something else replaced our registration (cancelling our handle).
         if not handle._cancelled:
             self._remove_fd(fd, event)
 
     # --- running --------------------------------------------------------------
 
-    def stop(self):
+    def stop(self) -> None:
         """Stop the loop after the current iteration's callbacks have run."""
         self._stopping = True
 
-    def _run_until_stopped(self):
+    def _run_until_stopped(self) -> None:
         """Run iterations until stop() was called, then clear the stop request."""
         try:
             while True:
@@ -427,7 +511,7 @@ class CoreLoop:
         finally:
             self._stopping = False
 
-    def close(self):
+    def close(self) -> None:
         """Close the loop: drop callbacks and timers, close the poller and waker."""
         if self._thread_id is not None:
             raise RuntimeError("Cannot close a running event loop")
@@ -440,12 +524,13 @@ class CoreLoop:
         self._poller.close()
         self._waker.close()
 
-    def _run_once(self):
+    def _run_once(self) -> None:
         """One iteration: poll, queue fd callbacks and due timers, run what is ready."""
         ready = self._ready
         timers = self._timers
 
         # 1. How long to poll.
+        timeout: float
         if ready or self._stopping:
             timeout = 0
         else:
@@ -499,9 +584,10 @@ class CoreLoop:
                 raise
             except BaseException as exc:
                 handle._report(exc)
-        handle = args = None  # an exception's traceback would otherwise keep them alive
+        # An exception's traceback would otherwise keep them alive.
+        handle = args = None  # type: ignore[assignment]
 
-    def _process_events(self, events):
+    def _process_events(self, events: list[tuple[int, int]]) -> None:
         """Queue the reader/writer Handles of the polled ``(fd, events)`` pairs."""
         fds = self._fds
         append = self._ready.append
@@ -529,7 +615,7 @@ class CoreLoop:
         if stale:
             self._replace_poller()
 
-    def _replace_poller(self):
+    def _replace_poller(self) -> None:
         """Move the waker and every fd of the table to a fresh Poller; close the old one.
 
         The cure for a stale registration: epoll watches file descriptions, so an fd
@@ -556,7 +642,7 @@ class CoreLoop:
         self._poller = new
         old.close()
 
-    def _run_ready_debug(self, ntodo):
+    def _run_ready_debug(self, ntodo: int) -> None:
         """Step 4 in debug mode: track _current_handle and warn about slow callbacks."""
         popleft = self._ready.popleft
         for _ in range(ntodo):
@@ -571,14 +657,14 @@ class CoreLoop:
                 if dt >= self.slow_callback_duration:
                     logger.warning(
                         "Executing %s took %.3f seconds",
-                        aio_base_events._format_handle(handle),
+                        aio_base_events._format_handle(handle),  # type: ignore[attr-defined]
                         dt,
                     )
             finally:
                 self._current_handle = None
 
 
-def _sock_retry(fut, sock, method, *args):
+def _sock_retry(fut: asyncio.Future[Any], sock: socket.socket, method: str, *args: Any) -> None:
     """Readiness callback of the sock_* methods: retry ``sock.<method>(*args)`` into ``fut``."""
     if fut.done():  # cancelled meanwhile; the done callback unregisters
         return
@@ -595,7 +681,9 @@ def _sock_retry(fut, sock, method, *args):
         fut.set_result(result)
 
 
-def _sock_sendall_more(fut, sock, view, pos):
+def _sock_sendall_more(
+    fut: asyncio.Future[None], sock: socket.socket, view: memoryview, pos: list[int]
+) -> None:
     """Writability callback of sock_sendall: send the next part of ``view``."""
     if fut.done():
         return

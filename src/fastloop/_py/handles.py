@@ -4,10 +4,18 @@ They behave like ``asyncio.events.Handle``/``TimerHandle`` (same attributes, rep
 error report) without inheriting from them, as the Cython twin cannot either.
 """
 
+from __future__ import annotations
+
 import sys
 from asyncio import events as aio_events
 from asyncio import format_helpers as aio_format_helpers
-from contextvars import copy_context
+from contextvars import Context, copy_context
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .coreloop import CoreLoop
 
 _getframe = sys._getframe
 _extract_stack = aio_format_helpers.extract_stack
@@ -15,14 +23,14 @@ _new = object.__new__
 
 if sys.version_info >= (3, 13):
 
-    def _format_callback(handle):
+    def _format_callback(handle: Handle) -> str:
         return aio_format_helpers._format_callback_source(
             handle._callback, handle._args, debug=handle._loop.get_debug()
         )
 
 else:  # no debug= parameter before 3.13
 
-    def _format_callback(handle):
+    def _format_callback(handle: Handle) -> str:
         return aio_format_helpers._format_callback_source(handle._callback, handle._args)
 
 
@@ -40,7 +48,23 @@ class Handle:
         "__weakref__",
     )
 
-    def __init__(self, callback, args, loop, context=None):
+    # cancel() sets both to None, as asyncio does, to free what they hold; only
+    # handles that are not cancelled run, so everything else takes them as set.
+    _callback: Callable[..., object]
+    _args: tuple[Any, ...]
+    _cancelled: bool
+    _loop: CoreLoop
+    _source_traceback: Any  # a traceback.StackSummary in debug mode, else None
+    _repr: str | None
+    _context: Context
+
+    def __init__(
+        self,
+        callback: Callable[..., object],
+        args: tuple[Any, ...],
+        loop: CoreLoop,
+        context: Context | None = None,
+    ) -> None:
         self._callback = callback
         self._args = args
         self._cancelled = False
@@ -52,30 +76,30 @@ class Handle:
         self._source_traceback = _extract_stack(_getframe(1)) if loop.get_debug() else None
 
     # asyncio's own formatting, reused so the repr matches on every version.
-    _repr_info = aio_events.Handle._repr_info
+    _repr_info = aio_events.Handle._repr_info  # type: ignore[attr-defined]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         if self._repr is not None:
             return self._repr
         return "<{}>".format(" ".join(self._repr_info()))
 
-    def get_context(self):
+    def get_context(self) -> Context:
         return self._context
 
-    def cancel(self):
+    def cancel(self) -> None:
         if not self._cancelled:
             self._cancelled = True
             if self._loop.get_debug():
                 # Keep callback and arguments visible to later warnings
                 # ("Executing <Handle ...> took 2.5 seconds").
                 self._repr = repr(self)
-            self._callback = None
-            self._args = None
+            self._callback = None  # type: ignore[assignment]
+            self._args = None  # type: ignore[assignment]
 
-    def cancelled(self):
+    def cancelled(self) -> bool:
         return self._cancelled
 
-    def _run(self):
+    def _run(self) -> None:
         args = self._args
         try:
             # Calls with * cost ~150 ns more than plain ones through Context.run,
@@ -91,9 +115,9 @@ class Handle:
         except BaseException as exc:
             self._report(exc)
 
-    def _report(self, exc):
+    def _report(self, exc: BaseException) -> None:
         """Hand an exception raised by the callback to the loop's exception handler."""
-        context = {
+        context: dict[str, Any] = {
             "message": f"Exception in callback {_format_callback(self)}",
             "exception": exc,
             "handle": self,
@@ -108,7 +132,17 @@ class TimerHandle(Handle):
 
     __slots__ = ("_when", "_scheduled")
 
-    def __init__(self, when, callback, args, loop, context=None):
+    _when: float
+    _scheduled: bool
+
+    def __init__(
+        self,
+        when: float,
+        callback: Callable[..., object],
+        args: tuple[Any, ...],
+        loop: CoreLoop,
+        context: Context | None = None,
+    ) -> None:
         # Handle.__init__ written out: the extra call would cost on every timer.
         self._callback = callback
         self._args = args
@@ -120,35 +154,35 @@ class TimerHandle(Handle):
         self._when = when
         self._scheduled = False
 
-    def _repr_info(self):
-        info = aio_events.Handle._repr_info(self)
+    def _repr_info(self) -> list[str]:
+        info: list[str] = aio_events.Handle._repr_info(self)  # type: ignore[attr-defined]
         info.insert(2 if self._cancelled else 1, f"when={self._when}")
         return info
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash(self._when)
 
-    def __lt__(self, other):
+    def __lt__(self, other: object) -> bool:
         if isinstance(other, TimerHandle):
             return self._when < other._when
         return NotImplemented
 
-    def __le__(self, other):
+    def __le__(self, other: object) -> bool:
         if isinstance(other, TimerHandle):
             return self._when < other._when or self.__eq__(other)
         return NotImplemented
 
-    def __gt__(self, other):
+    def __gt__(self, other: object) -> bool:
         if isinstance(other, TimerHandle):
             return self._when > other._when
         return NotImplemented
 
-    def __ge__(self, other):
+    def __ge__(self, other: object) -> bool:
         if isinstance(other, TimerHandle):
             return self._when > other._when or self.__eq__(other)
         return NotImplemented
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if isinstance(other, TimerHandle):
             return (
                 self._when == other._when
@@ -158,12 +192,12 @@ class TimerHandle(Handle):
             )
         return NotImplemented
 
-    def cancel(self):
+    def cancel(self) -> None:
         if not self._cancelled:
             self._loop._timer_handle_cancelled(self)
         Handle.cancel(self)
 
-    def when(self):
+    def when(self) -> float:
         """Return the scheduled time, on the clock of loop.time()."""
         return self._when
 
@@ -173,7 +207,9 @@ class TimerHandle(Handle):
 # factories do. In debug mode the loop calls the classes, for _source_traceback.
 
 
-def new_handle(callback, args, loop, context):
+def new_handle(
+    callback: Callable[..., object], args: tuple[Any, ...], loop: CoreLoop, context: Context | None
+) -> Handle:
     """Return Handle(callback, args, loop, context) for a loop not in debug mode."""
     handle = _new(Handle)
     handle._callback = callback
@@ -186,7 +222,13 @@ def new_handle(callback, args, loop, context):
     return handle
 
 
-def new_timer(when, callback, args, loop, context):
+def new_timer(
+    when: float,
+    callback: Callable[..., object],
+    args: tuple[Any, ...],
+    loop: CoreLoop,
+    context: Context | None,
+) -> TimerHandle:
     """Return TimerHandle(when, callback, args, loop, context) for a loop not in debug mode."""
     handle = _new(TimerHandle)
     handle._callback = callback

@@ -23,6 +23,8 @@ Some facts about epoll (epoll(7)):
   (KeyboardInterrupt) propagates from poll().
 """
 
+from __future__ import annotations
+
 import errno
 import select
 
@@ -37,7 +39,7 @@ if hasattr(select, "epoll"):
     # READ|WRITE mask -> epoll mask.
     _TO_EPOLL = (0, _EPOLLIN, _EPOLLOUT, _EPOLLIN | _EPOLLOUT)
 
-    def _from_epoll(ev):
+    def _from_epoll(ev: int) -> int:
         mask = 0
         if ev & ~_EPOLLOUT:  # EPOLLIN, EPOLLPRI, EPOLLERR, EPOLLHUP
             mask |= READ
@@ -54,14 +56,14 @@ if hasattr(select, "epoll"):
 
         name = "epoll"
 
-        def __init__(self):
+        def __init__(self) -> None:
             self._epoll = select.epoll()
-            self._masks = {}  # fd -> the READ|WRITE mask the kernel was given
+            self._masks: dict[int, int] = {}  # fd -> the READ|WRITE mask the kernel was given
 
-        def fileno(self):
+        def fileno(self) -> int:
             return self._epoll.fileno()
 
-        def modify(self, fd, events):
+        def modify(self, fd: int, events: int) -> None:
             """Watch ``fd`` for ``events`` (READ|WRITE); 0 forgets it."""
             old = self._masks.get(fd, 0)
             if events == old:
@@ -83,7 +85,7 @@ if hasattr(select, "epoll"):
                     epoll.modify(fd, _TO_EPOLL[events])
             self._masks[fd] = events
 
-        def poll(self, timeout):
+        def poll(self, timeout: float | None) -> list[tuple[int, int]]:
             """Wait up to ``timeout`` seconds (None or negative: forever) for events.
 
             Return a list of ``(fd, events)``.
@@ -96,19 +98,19 @@ if hasattr(select, "epoll"):
             table = _FROM_EPOLL
             return [(fd, table[ev & _EPOLL_BITS]) for fd, ev in events]
 
-        def invalidate(self, fd):
+        def invalidate(self, fd: int) -> None:
             """Forget ``fd``, which is about to be closed."""
             if self._masks.pop(fd, 0):
                 self._unregister(fd)
 
-        def _unregister(self, fd):
+        def _unregister(self, fd: int) -> None:
             try:
                 self._epoll.unregister(fd)
             except OSError as exc:
                 if exc.errno not in _GONE:
                     raise
 
-        def close(self):
+        def close(self) -> None:
             self._masks.clear()
             self._epoll.close()
 
@@ -131,15 +133,15 @@ else:
 
         name = "kqueue"
 
-        def __init__(self):
+        def __init__(self) -> None:
             self._kqueue = select.kqueue()
-            self._masks = {}  # fd -> the READ|WRITE mask the kernel was given
+            self._masks: dict[int, int] = {}  # fd -> the READ|WRITE mask the kernel was given
             self._nfilters = 0
 
-        def fileno(self):
+        def fileno(self) -> int:
             return self._kqueue.fileno()
 
-        def modify(self, fd, events):
+        def modify(self, fd: int, events: int) -> None:
             """Watch ``fd`` for ``events`` (READ|WRITE); 0 forgets it."""
             old = self._masks.get(fd, 0)
             if events == old:
@@ -155,14 +157,14 @@ else:
             else:
                 del self._masks[fd]
 
-        def poll(self, timeout):
+        def poll(self, timeout: float | None) -> list[tuple[int, int]]:
             """Wait up to ``timeout`` seconds (None or negative: forever) for events.
 
             Return a list of ``(fd, events)``, one per fd.
             """
             if timeout is not None and timeout < 0:
                 timeout = None
-            ready = {}
+            ready: dict[int, int] = {}
             for kev in self._kqueue.control(None, max(self._nfilters, 1), timeout):
                 if kev.flags & _KQ_EV_ERROR or (
                     kev.flags & _KQ_EV_EOF and kev.filter == _KQ_FILTER_WRITE
@@ -175,14 +177,14 @@ else:
                 ready[kev.ident] = ready.get(kev.ident, 0) | mask
             return list(ready.items())
 
-        def invalidate(self, fd):
+        def invalidate(self, fd: int) -> None:
             """Forget ``fd``, which is about to be closed."""
             old = self._masks.pop(fd, 0)
             for bit, kfilter in _FILTERS:
                 if old & bit:
                     self._delete(fd, kfilter)
 
-        def _delete(self, fd, kfilter):
+        def _delete(self, fd: int, kfilter: int) -> None:
             self._nfilters -= 1
             try:
                 self._kqueue.control([select.kevent(fd, kfilter, _KQ_EV_DELETE)], 0, 0)
@@ -190,7 +192,7 @@ else:
                 if exc.errno not in _GONE:
                     raise
 
-        def close(self):
+        def close(self) -> None:
             self._masks.clear()
             self._nfilters = 0
             self._kqueue.close()

@@ -12,8 +12,16 @@ Cancelled timers stay in the queue (lazy deletion) until they reach the top, or
 until they dominate it and the queue is rebuilt without them.
 """
 
+from __future__ import annotations
+
 from heapq import heapify, heappop, heappush
 from math import isnan
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .handles import TimerHandle
 
 # asyncio's _MIN_SCHEDULED_TIMER_HANDLES and _MIN_CANCELLED_TIMER_HANDLES_FRACTION:
 # rebuild the queue when it holds more than this many timers and more than half
@@ -24,7 +32,7 @@ _NEG_INF = float("-inf")
 _INF = float("inf")
 
 
-def _heap_key(when):
+def _heap_key(when: float) -> float:
     """Return the heap key (a float) of a deadline that is not a plain, non-NaN float.
 
     NaN compares false with everything (it would break the heap order, and is
@@ -46,18 +54,20 @@ class TimerQueue:
 
     __slots__ = ("_heap", "_at", "_size", "_ncancelled")
 
-    def __init__(self):
+    def __init__(self) -> None:
         # The loop tests ``_heap`` itself for emptiness: len() of the queue would
         # be a Python-level call on every iteration.
-        self._heap = []  # distinct heap keys
-        self._at = {}  # heap key -> TimerHandle, or list of TimerHandles (FIFO)
+        self._heap: list[float] = []  # distinct heap keys
+        # heap key -> TimerHandle, or list of TimerHandles (FIFO); Any, as mypy does
+        # not narrow the ``entry.__class__ is list`` tests (cheaper than type()).
+        self._at: dict[float, Any] = {}
         self._size = 0  # timers in the queue, cancelled ones included
         self._ncancelled = 0  # cancelled timers still in the queue
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self._size
 
-    def push(self, handle):
+    def push(self, handle: TimerHandle) -> None:
         """Schedule a TimerHandle at ``handle._when``."""
         when = handle._when
         if when.__class__ is not float or when != when:
@@ -76,12 +86,12 @@ class TimerQueue:
         if handle._cancelled:  # counted as the Cython twin does: it leaves as a dead entry
             self._ncancelled += 1
 
-    def note_cancelled(self, handle):
+    def note_cancelled(self, handle: TimerHandle) -> None:
         """Count a timer cancelled while it waits in the queue."""
         if handle._scheduled:
             self._ncancelled += 1
 
-    def first_deadline(self):
+    def first_deadline(self) -> float | None:
         """Return the heap key of the earliest live timer, or None if there is none.
 
         Deadlines whose timers are all cancelled are dropped on the way.
@@ -104,7 +114,7 @@ class TimerQueue:
             self._ncancelled -= len(handles)
         return None
 
-    def pop_due(self, end, append):
+    def pop_due(self, end: float, append: Callable[[TimerHandle], object]) -> None:
         """Pass every live timer with a deadline before ``end`` to ``append``, in order."""
         if self._ncancelled * 2 > self._size > MIN_SCHEDULED_TO_COMPACT:
             self._compact()
@@ -120,11 +130,11 @@ class TimerQueue:
                 else:
                     append(handle)
 
-    def _compact(self):
+    def _compact(self) -> None:
         """Rebuild the queue without its cancelled timers."""
-        at = {}
+        at: dict[float, Any] = {}
         for key, entry in self._at.items():
-            live = []
+            live: list[TimerHandle] = []
             for handle in entry if entry.__class__ is list else (entry,):
                 if handle._cancelled:
                     handle._scheduled = False
@@ -138,7 +148,7 @@ class TimerQueue:
         self._size -= self._ncancelled
         self._ncancelled = 0
 
-    def clear(self):
+    def clear(self) -> None:
         """Forget every timer (the loop is closing)."""
         for entry in self._at.values():
             for handle in entry if entry.__class__ is list else (entry,):

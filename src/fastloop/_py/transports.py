@@ -12,6 +12,8 @@ The transports talk to the core only through ``loop._add_reader/_add_writer``,
 and (for ``__repr__``) the fd table ``loop._fds``.
 """
 
+from __future__ import annotations
+
 import collections
 import errno
 import os
@@ -29,8 +31,17 @@ from asyncio import trsock as aio_trsock
 from asyncio import unix_events as aio_unix_events
 from asyncio.log import logger
 from itertools import islice
+from typing import TYPE_CHECKING, Any
 
 from .poller import READ, WRITE
+
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Callable, Iterable
+
+    from _typeshed import ReadableBuffer
+
+    from .coreloop import CoreLoop
 
 MAX_SIZE = 256 * 1024  # bytes asked of one recv()/read()
 
@@ -47,13 +58,15 @@ _PY313 = sys.version_info >= (3, 13)
 # 3.13 counts 8 bytes of header per queued datagram and lets empty datagrams through.
 _DGRAM_HEADER = 8 if _PY313 else 0
 
-_set_result_unless_cancelled = aio_futures._set_result_unless_cancelled
+_set_result_unless_cancelled = (
+    aio_futures._set_result_unless_cancelled  # type: ignore[attr-defined]
+)
 _BufferedProtocol = aio_protocols.BufferedProtocol
 _os_readv = os.readv
 _os_write = os.write
 
 
-def _read_view(loop):
+def _read_view(loop: CoreLoop) -> memoryview:
     """Return the loop's read buffer (made on first use), a memoryview of MAX_SIZE bytes.
 
     Reads land there and only what arrived is copied out into a fresh bytes
@@ -67,13 +80,13 @@ def _read_view(loop):
     return view
 
 
-def _polling(loop, fd, event):
+def _polling(loop: CoreLoop, fd: int, event: int) -> bool:
     """Return whether ``loop`` watches ``fd`` for ``event`` (READ or WRITE)."""
     entry = loop._fds.get(fd)
     return entry is not None and entry[event - 1] is not None
 
 
-def _unsent(data, n):
+def _unsent(data: ReadableBuffer, n: int) -> bytes | memoryview:
     """Return ``data`` from byte ``n`` on, in a form the caller can no longer change.
 
     bytes are immutable, so a view is enough; bytearrays and other buffers are
@@ -101,26 +114,33 @@ class _Transport:
     # instance (transport.pause_reading = Mock()).
     __slots__ = ("_extra", "_loop", "_protocol", "_closing", "__weakref__", "__dict__")
 
-    def get_extra_info(self, name, default=None):
+    _extra: dict[str, Any]
+    # The loop and the protocol are let go (None) once connection_lost() ran;
+    # only a closed transport's __repr__ and close() still look.
+    _loop: Any
+    _protocol: Any
+    _closing: bool
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
         """Return optional transport information (``socket``, ``peername``, ``pipe``...)."""
         return self._extra.get(name, default)
 
-    def get_protocol(self):
+    def get_protocol(self) -> Any:
         return self._protocol
 
-    def set_protocol(self, protocol):
+    def set_protocol(self, protocol: Any) -> None:
         self._protocol = protocol
 
-    def is_closing(self):
+    def is_closing(self) -> bool:
         """Return True if the transport is closing or closed."""
         return self._closing
 
-    @property
-    def __class__(self):
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
         # isinstance(transport, asyncio.Transport) (see _asyncio_twin).
         return _ASYNCIO_TWINS.get(type(self), type(self))
 
-    def _report(self, message, exc):
+    def _report(self, message: str, exc: BaseException) -> None:
         """Hand ``exc`` to the loop's exception handler, as asyncio's transports do."""
         self._loop.call_exception_handler(
             {"message": message, "exception": exc, "transport": self, "protocol": self._protocol}
@@ -136,11 +156,19 @@ class _FlowControl(_Transport):
 
     __slots__ = ("_protocol_paused", "_high_water", "_low_water")
 
-    def _init_flow_control(self):
+    _protocol_paused: bool
+    _high_water: int
+    _low_water: int
+
+    if TYPE_CHECKING:
+
+        def get_write_buffer_size(self) -> int: ...  # each transport's own
+
+    def _init_flow_control(self) -> None:
         self._protocol_paused = False
         self._set_write_buffer_limits()
 
-    def _maybe_pause_protocol(self):
+    def _maybe_pause_protocol(self) -> None:
         if self.get_write_buffer_size() <= self._high_water or self._protocol_paused:
             return
         self._protocol_paused = True
@@ -151,7 +179,7 @@ class _FlowControl(_Transport):
         except BaseException as exc:
             self._report("protocol.pause_writing() failed", exc)
 
-    def _maybe_resume_protocol(self):
+    def _maybe_resume_protocol(self) -> None:
         if self._protocol_paused and self.get_write_buffer_size() <= self._low_water:
             self._protocol_paused = False
             try:
@@ -161,11 +189,11 @@ class _FlowControl(_Transport):
             except BaseException as exc:
                 self._report("protocol.resume_writing() failed", exc)
 
-    def get_write_buffer_limits(self):
+    def get_write_buffer_limits(self) -> tuple[int, int]:
         """Return ``(low, high)``."""
         return (self._low_water, self._high_water)
 
-    def _set_write_buffer_limits(self, high=None, low=None):
+    def _set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         if high is None:
             high = 64 * 1024 if low is None else 4 * low
         if low is None:
@@ -175,7 +203,7 @@ class _FlowControl(_Transport):
         self._high_water = high
         self._low_water = low
 
-    def set_write_buffer_limits(self, high=None, low=None):
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         """Set the marks; default high is 64 KiB, low is high // 4."""
         self._set_write_buffer_limits(high=high, low=low)
         self._maybe_pause_protocol()
@@ -199,9 +227,29 @@ class _SocketBase(_FlowControl):
         "_rbuf",
     )
 
+    _sock: Any  # the socket.socket, None once closed
+    _sock_fd: int
+    _server: Any
+    _buffer: collections.deque[Any]
+    _buffer_size: int
+    _conn_lost: int
+    _paused: bool
+    _rbuf: memoryview
+
     max_size = MAX_SIZE  # what one read may return (read-only here: the buffer's size)
 
-    def _init_socket(self, loop, sock, protocol, extra, server):
+    if TYPE_CHECKING:
+
+        def _read_ready(self) -> None: ...  # stream or datagram
+
+    def _init_socket(
+        self,
+        loop: CoreLoop,
+        sock: socket.socket,
+        protocol: Any,
+        extra: dict[str, Any] | None,
+        server: Any,
+    ) -> None:
         self._extra = {} if extra is None else extra
         self._loop = loop
         self._init_flow_control()
@@ -232,7 +280,7 @@ class _SocketBase(_FlowControl):
                 server._attach()
         loop._transports[self._sock_fd] = self
 
-    def _start(self, waiter):
+    def _start(self, waiter: asyncio.Future[Any] | None) -> None:
         """Schedule connection_made, then reading, then the waiter: asyncio's order."""
         call_soon = self._loop.call_soon
         call_soon(self._protocol.connection_made, self)
@@ -241,11 +289,11 @@ class _SocketBase(_FlowControl):
         if waiter is not None:
             call_soon(_set_result_unless_cancelled, waiter, None)
 
-    def _start_reading(self):
+    def _start_reading(self) -> None:
         if self.is_reading():
             self._loop._add_reader(self._sock_fd, self._read_ready)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         info = [self.__class__.__name__]
         if self._sock is None:
             info.append("closed")
@@ -260,17 +308,17 @@ class _SocketBase(_FlowControl):
             info.append(f"write=<{writing}, bufsize={self.get_write_buffer_size()}>")
         return "<{}>".format(" ".join(info))
 
-    def get_write_buffer_size(self):
+    def get_write_buffer_size(self) -> int:
         return self._buffer_size
 
-    def abort(self):
+    def abort(self) -> None:
         """Close at once: buffered data is lost, connection_lost(None) follows."""
         self._force_close(None)
 
-    def is_reading(self):
+    def is_reading(self) -> bool:
         return not self._closing and not self._paused
 
-    def pause_reading(self):
+    def pause_reading(self) -> None:
         if not self.is_reading():
             return
         self._paused = True
@@ -278,7 +326,7 @@ class _SocketBase(_FlowControl):
         if self._loop.get_debug():
             logger.debug("%r pauses reading", self)
 
-    def resume_reading(self):
+    def resume_reading(self) -> None:
         if self._closing or not self._paused:
             return
         self._paused = False
@@ -286,7 +334,7 @@ class _SocketBase(_FlowControl):
         if self._loop.get_debug():
             logger.debug("%r resumes reading", self)
 
-    def close(self):
+    def close(self) -> None:
         """Stop reading; connection_lost(None) once the buffer is flushed."""
         if self._closing:
             return
@@ -297,7 +345,7 @@ class _SocketBase(_FlowControl):
             self._loop._remove_writer(self._sock_fd)
             self._loop.call_soon(self._call_connection_lost, None)
 
-    def __del__(self, _warn=warnings.warn):
+    def __del__(self, _warn: Callable[..., object] = warnings.warn) -> None:
         sock = getattr(self, "_sock", None)  # None too if __init__ failed early
         if sock is not None:
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
@@ -306,7 +354,7 @@ class _SocketBase(_FlowControl):
             if _PY313 and server is not None:
                 server._detach(self)
 
-    def _fatal_error(self, exc, message="Fatal error on transport"):
+    def _fatal_error(self, exc: BaseException, message: str = "Fatal error on transport") -> None:
         # OSErrors (resets, broken pipes) are the peer's doing: debug log only.
         if isinstance(exc, OSError):
             if self._loop.get_debug():
@@ -315,7 +363,7 @@ class _SocketBase(_FlowControl):
             self._report(message, exc)
         self._force_close(exc)
 
-    def _force_close(self, exc):
+    def _force_close(self, exc: BaseException | None) -> None:
         if self._conn_lost:
             return
         if self._buffer:
@@ -328,7 +376,7 @@ class _SocketBase(_FlowControl):
         self._conn_lost += 1
         self._loop.call_soon(self._call_connection_lost, exc)
 
-    def _call_connection_lost(self, exc):
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
         try:
             self._protocol.connection_lost(exc)
         finally:
@@ -353,10 +401,24 @@ class SocketTransport(_SocketBase):
 
     __slots__ = ("_eof", "_empty_waiter", "_buffered", "_recv_into", "_send")
 
+    _eof: bool
+    _empty_waiter: asyncio.Future[None] | None
+    _buffered: bool
+    _recv_into: Callable[[Any], int]
+    _send: Callable[[Any], int]
+
     _start_tls_compatible = True
     _sendfile_compatible = aio_constants._SendfileMode.TRY_NATIVE
 
-    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+    def __init__(
+        self,
+        loop: CoreLoop,
+        sock: socket.socket,
+        protocol: Any,
+        waiter: asyncio.Future[Any] | None = None,
+        extra: dict[str, Any] | None = None,
+        server: Any = None,
+    ) -> None:
         # Bound once: the read and write paths call them on every event.
         self._recv_into = sock.recv_into
         self._send = sock.send
@@ -364,16 +426,16 @@ class SocketTransport(_SocketBase):
         self._eof = False
         self._empty_waiter = None
         # Small writes go out without waiting for the peer's ACK.
-        aio_base_events._set_nodelay(sock)
+        aio_base_events._set_nodelay(sock)  # type: ignore[attr-defined]
         self._start(waiter)
 
-    def set_protocol(self, protocol):
+    def set_protocol(self, protocol: Any) -> None:
         self._buffered = isinstance(protocol, _BufferedProtocol)
         self._protocol = protocol
 
     # --- reading
 
-    def _read_ready(self):
+    def _read_ready(self) -> None:
         """The fd is readable: one recv_into() the loop's buffer, then the protocol."""
         if self._conn_lost:
             return
@@ -399,7 +461,7 @@ class SocketTransport(_SocketBase):
         except BaseException as exc:
             self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
 
-    def _read_into_buffer(self):
+    def _read_into_buffer(self) -> None:
         """BufferedProtocol: recv_into() the protocol's own buffer."""
         try:
             buf = self._protocol.get_buffer(-1)
@@ -429,7 +491,7 @@ class SocketTransport(_SocketBase):
         except BaseException as exc:
             self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
 
-    def _on_eof(self):
+    def _on_eof(self) -> None:
         if self._loop.get_debug():
             logger.debug("%r received EOF", self)
         try:
@@ -447,19 +509,19 @@ class SocketTransport(_SocketBase):
 
     # --- writing
 
-    def _check_writable(self, method):
+    def _check_writable(self, method: str) -> None:
         if self._eof:
             raise RuntimeError(f"Cannot call {method}() after write_eof()")
         if self._empty_waiter is not None:
             raise RuntimeError(f"unable to {method}; sendfile is in progress")
 
-    def _drop_write(self):
+    def _drop_write(self) -> None:
         """A write after the connection was lost: ignored, logged past a threshold."""
         if self._conn_lost >= _CONNLOST_LOG:
             logger.warning("socket.send() raised exception.")
         self._conn_lost += 1
 
-    def write(self, data):
+    def write(self, data: ReadableBuffer) -> None:
         """Send ``data`` now if possible; buffer what the socket does not take."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(
@@ -495,7 +557,7 @@ class SocketTransport(_SocketBase):
         self._buffer_size += len(data)
         self._maybe_pause_protocol()
 
-    def writelines(self, list_of_data):
+    def writelines(self, list_of_data: Iterable[ReadableBuffer]) -> None:
         """Queue every buffer, then flush once (sendmsg gathers them)."""
         if self._eof or self._empty_waiter is not None:
             self._check_writable("writelines")
@@ -518,7 +580,7 @@ class SocketTransport(_SocketBase):
                 self._loop._add_writer(self._sock_fd, self._write_ready)
         self._maybe_pause_protocol()
 
-    def _write_ready(self):
+    def _write_ready(self) -> None:
         """The fd is writable: flush as much of the buffer as the socket takes."""
         if self._conn_lost:
             return
@@ -553,7 +615,7 @@ class SocketTransport(_SocketBase):
             elif self._eof:
                 self._sock.shutdown(socket.SHUT_WR)
 
-    def _consume(self, n):
+    def _consume(self, n: int) -> None:
         """Drop the first ``n`` sent bytes from the buffer."""
         self._buffer_size -= n
         buffer = self._buffer
@@ -566,7 +628,7 @@ class SocketTransport(_SocketBase):
             buffer.popleft()
             n -= size
 
-    def write_eof(self):
+    def write_eof(self) -> None:
         """Shut down the write side once the buffer is flushed."""
         if self._closing or self._eof:
             return
@@ -574,18 +636,18 @@ class SocketTransport(_SocketBase):
         if not self._buffer:
             self._sock.shutdown(socket.SHUT_WR)
 
-    def can_write_eof(self):
+    def can_write_eof(self) -> bool:
         return True
 
     # --- closing and sendfile
 
-    def _call_connection_lost(self, exc):
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
         super()._call_connection_lost(exc)
         waiter = self._empty_waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(ConnectionError("Connection is closed by peer"))
 
-    def _make_empty_waiter(self):
+    def _make_empty_waiter(self) -> asyncio.Future[None]:
         """A future done when the write buffer is empty (sendfile waits on it)."""
         if self._empty_waiter is not None:
             raise RuntimeError("Empty waiter is already set")
@@ -594,7 +656,7 @@ class SocketTransport(_SocketBase):
             self._empty_waiter.set_result(None)
         return self._empty_waiter
 
-    def _reset_empty_waiter(self):
+    def _reset_empty_waiter(self) -> None:
         self._empty_waiter = None
 
 
@@ -606,13 +668,24 @@ class DatagramTransport(_SocketBase):
 
     __slots__ = ("_address", "_recvfrom_into")
 
-    def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
+    _address: Any
+    _recvfrom_into: Callable[[Any], tuple[int, Any]]
+
+    def __init__(
+        self,
+        loop: CoreLoop,
+        sock: socket.socket,
+        protocol: Any,
+        address: Any = None,
+        waiter: asyncio.Future[Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         self._recvfrom_into = sock.recvfrom_into
         self._init_socket(loop, sock, protocol, extra, None)
         self._address = address
         self._start(waiter)
 
-    def _read_ready(self):
+    def _read_ready(self) -> None:
         """The fd is readable: one datagram to the protocol."""
         if self._conn_lost:
             return
@@ -629,26 +702,26 @@ class DatagramTransport(_SocketBase):
         else:
             self._protocol.datagram_received(self._rbuf[:n].tobytes(), addr)
 
-    def _send_one(self, data, addr):
+    def _send_one(self, data: ReadableBuffer, addr: Any) -> None:
         if self._extra["peername"]:
             self._sock.send(data)
         else:
             self._sock.sendto(data, addr)
 
     # What asyncio's datagram transport inherits from asyncio.WriteTransport unchanged.
-    def write(self, data):
+    def write(self, data: ReadableBuffer) -> None:
         raise NotImplementedError
 
-    def writelines(self, list_of_data):
+    def writelines(self, list_of_data: Any) -> None:
         self.write(b"".join(list_of_data))
 
-    def write_eof(self):
+    def write_eof(self) -> None:
         raise NotImplementedError
 
-    def can_write_eof(self):
+    def can_write_eof(self) -> bool:
         raise NotImplementedError
 
-    def sendto(self, data, addr=None):
+    def sendto(self, data: ReadableBuffer, addr: Any = None) -> None:
         """Send one datagram, at once if nothing is queued."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(
@@ -684,7 +757,7 @@ class DatagramTransport(_SocketBase):
         self._buffer_size += len(data) + _DGRAM_HEADER
         self._maybe_pause_protocol()
 
-    def _sendto_ready(self):
+    def _sendto_ready(self) -> None:
         """The fd is writable: send queued datagrams until the socket would block."""
         buffer = self._buffer
         while buffer:
@@ -711,7 +784,7 @@ class DatagramTransport(_SocketBase):
                 self._conn_lost += 1  # see SocketTransport._write_ready
                 self._call_connection_lost(None)
 
-    def _dequeue(self):
+    def _dequeue(self) -> None:
         data, _ = self._buffer.popleft()
         self._buffer_size -= len(data) + _DGRAM_HEADER
 
@@ -719,7 +792,7 @@ class DatagramTransport(_SocketBase):
 # --- pipes ---------------------------------------------------------------------------
 
 
-def _pipe_mode(fd):
+def _pipe_mode(fd: int) -> int:
     return os.fstat(fd).st_mode
 
 
@@ -728,9 +801,21 @@ class ReadPipeTransport(_Transport):
 
     __slots__ = ("_pipe", "_fileno", "_paused", "_rbuf")
 
+    _pipe: Any  # None once closed, as are _fileno and _protocol
+    _fileno: Any
+    _paused: bool
+    _rbuf: memoryview
+
     max_size = MAX_SIZE
 
-    def __init__(self, loop, pipe, protocol, waiter=None, extra=None):
+    def __init__(
+        self,
+        loop: CoreLoop,
+        pipe: Any,
+        protocol: Any,
+        waiter: asyncio.Future[Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         self._extra = {} if extra is None else extra
         self._extra["pipe"] = pipe
         self._loop = loop
@@ -750,14 +835,14 @@ class ReadPipeTransport(_Transport):
         if waiter is not None:
             loop.call_soon(_set_result_unless_cancelled, waiter, None)
 
-    def _start_reading(self):
+    def _start_reading(self) -> None:
         if self.is_reading():
             self._loop._add_reader(self._fileno, self._read_ready)
 
-    def is_reading(self):
+    def is_reading(self) -> bool:
         return not self._paused and not self._closing
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         info = [self.__class__.__name__]
         if self._pipe is None:
             info.append("closed")
@@ -773,7 +858,7 @@ class ReadPipeTransport(_Transport):
             info.append("closed")
         return "<{}>".format(" ".join(info))
 
-    def _read_ready(self):
+    def _read_ready(self) -> None:
         try:
             n = _os_readv(self._fileno, [self._rbuf])  # see _read_view
         except (BlockingIOError, InterruptedError):
@@ -791,7 +876,7 @@ class ReadPipeTransport(_Transport):
             self._loop.call_soon(self._protocol.eof_received)
             self._loop.call_soon(self._call_connection_lost, None)
 
-    def pause_reading(self):
+    def pause_reading(self) -> None:
         if not self.is_reading():
             return
         self._paused = True
@@ -799,7 +884,7 @@ class ReadPipeTransport(_Transport):
         if self._loop.get_debug():
             logger.debug("%r pauses reading", self)
 
-    def resume_reading(self):
+    def resume_reading(self) -> None:
         if self._closing or not self._paused:
             return
         self._paused = False
@@ -807,17 +892,19 @@ class ReadPipeTransport(_Transport):
         if self._loop.get_debug():
             logger.debug("%r resumes reading", self)
 
-    def close(self):
+    def close(self) -> None:
         if not self._closing:
             self._close(None)
 
-    def __del__(self, _warn=warnings.warn):
+    def __del__(self, _warn: Callable[..., object] = warnings.warn) -> None:
         pipe = getattr(self, "_pipe", None)
         if pipe is not None:
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
             pipe.close()
 
-    def _fatal_error(self, exc, message="Fatal error on pipe transport"):
+    def _fatal_error(
+        self, exc: BaseException, message: str = "Fatal error on pipe transport"
+    ) -> None:
         # EIO: the other end of a pty went away, an ordinary end.
         if isinstance(exc, OSError) and exc.errno == errno.EIO:
             if self._loop.get_debug():
@@ -826,12 +913,12 @@ class ReadPipeTransport(_Transport):
             self._report(message, exc)
         self._close(exc)
 
-    def _close(self, exc):
+    def _close(self, exc: BaseException | None) -> None:
         self._closing = True
         self._loop._remove_reader(self._fileno)
         self._loop.call_soon(self._call_connection_lost, exc)
 
-    def _call_connection_lost(self, exc):
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
         try:
             self._protocol.connection_lost(exc)
         finally:
@@ -846,7 +933,19 @@ class WritePipeTransport(_FlowControl):
 
     __slots__ = ("_pipe", "_fileno", "_buffer", "_conn_lost")
 
-    def __init__(self, loop, pipe, protocol, waiter=None, extra=None):
+    _pipe: Any  # None once closed, as are _fileno and _protocol
+    _fileno: Any
+    _buffer: bytearray
+    _conn_lost: int
+
+    def __init__(
+        self,
+        loop: CoreLoop,
+        pipe: Any,
+        protocol: Any,
+        waiter: asyncio.Future[Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         self._extra = {} if extra is None else extra
         self._loop = loop
         self._init_flow_control()
@@ -872,7 +971,7 @@ class WritePipeTransport(_FlowControl):
         if waiter is not None:
             loop.call_soon(_set_result_unless_cancelled, waiter, None)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         info = [self.__class__.__name__]
         if self._pipe is None:
             info.append("closed")
@@ -889,10 +988,10 @@ class WritePipeTransport(_FlowControl):
             info.append("closed")
         return "<{}>".format(" ".join(info))
 
-    def get_write_buffer_size(self):
+    def get_write_buffer_size(self) -> int:
         return len(self._buffer)
 
-    def _read_ready(self):
+    def _read_ready(self) -> None:
         # The reader went away.
         if self._loop.get_debug():
             logger.info("%r was closed by peer", self)
@@ -902,16 +1001,16 @@ class WritePipeTransport(_FlowControl):
             self._close()
 
     # What asyncio's write pipe transport inherits from asyncio.ReadTransport unchanged.
-    def is_reading(self):
+    def is_reading(self) -> bool:
         raise NotImplementedError
 
-    def pause_reading(self):
+    def pause_reading(self) -> None:
         raise NotImplementedError
 
-    def resume_reading(self):
+    def resume_reading(self) -> None:
         raise NotImplementedError
 
-    def write(self, data):
+    def write(self, data: ReadableBuffer) -> None:
         """Write ``data`` now if possible; buffer what the pipe does not take."""
         assert isinstance(data, (bytes, bytearray, memoryview)), repr(data)
         if not isinstance(data, bytes):
@@ -944,7 +1043,7 @@ class WritePipeTransport(_FlowControl):
         self._buffer += data  # a copy: the caller may reuse its buffer
         self._maybe_pause_protocol()
 
-    def _write_ready(self):
+    def _write_ready(self) -> None:
         """The fd is writable: flush as much of the buffer as the pipe takes."""
         try:
             n = _os_write(self._fileno, self._buffer)
@@ -969,10 +1068,10 @@ class WritePipeTransport(_FlowControl):
         elif n > 0:
             del self._buffer[:n]
 
-    def can_write_eof(self):
+    def can_write_eof(self) -> bool:
         return True
 
-    def write_eof(self):
+    def write_eof(self) -> None:
         """Close the pipe once the buffer is flushed."""
         if self._closing:
             return
@@ -982,23 +1081,25 @@ class WritePipeTransport(_FlowControl):
             self._loop._remove_reader(self._fileno)
             self._loop.call_soon(self._call_connection_lost, None)
 
-    def writelines(self, list_of_data):
+    def writelines(self, list_of_data: Iterable[ReadableBuffer]) -> None:
         self.write(b"".join(list_of_data))
 
-    def close(self):
+    def close(self) -> None:
         if self._pipe is not None and not self._closing:
             self.write_eof()  # all a write pipe needs to close
 
-    def __del__(self, _warn=warnings.warn):
+    def __del__(self, _warn: Callable[..., object] = warnings.warn) -> None:
         pipe = getattr(self, "_pipe", None)
         if pipe is not None:
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
             pipe.close()
 
-    def abort(self):
+    def abort(self) -> None:
         self._close(None)
 
-    def _fatal_error(self, exc, message="Fatal error on pipe transport"):
+    def _fatal_error(
+        self, exc: BaseException, message: str = "Fatal error on pipe transport"
+    ) -> None:
         if isinstance(exc, OSError):
             if self._loop.get_debug():
                 logger.debug("%r: %s", self, message, exc_info=True)
@@ -1006,7 +1107,7 @@ class WritePipeTransport(_FlowControl):
             self._report(message, exc)
         self._close(exc)
 
-    def _close(self, exc=None):
+    def _close(self, exc: BaseException | None = None) -> None:
         self._closing = True
         if self._buffer:
             self._loop._remove_writer(self._fileno)
@@ -1014,7 +1115,7 @@ class WritePipeTransport(_FlowControl):
         self._loop._remove_reader(self._fileno)
         self._loop.call_soon(self._call_connection_lost, exc)
 
-    def _call_connection_lost(self, exc):
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
         try:
             self._protocol.connection_lost(exc)
         finally:
@@ -1030,10 +1131,10 @@ class WritePipeTransport(_FlowControl):
 # a subclass (how unittest.mock's spec objects pass): each transport's __class__ is a
 # Python twin, of the same name, that derives from the public asyncio classes the
 # stdlib's own transport derives from.
-_ASYNCIO_TWINS = {}  # transport class -> its twin
+_ASYNCIO_TWINS: dict[type, type] = {}
 
 
-def _asyncio_twin(cls, stdlib_cls):
+def _asyncio_twin(cls: type, stdlib_cls: type) -> type:
     """Make isinstance(an instance of cls, C) true for each public asyncio transport
     class C that stdlib_cls derives from (which ones varies by version); return the twin."""
     public = [c for c in (aio_transports.Transport, aio_transports.DatagramTransport,
@@ -1050,7 +1151,8 @@ def _asyncio_twin(cls, stdlib_cls):
     return twin
 
 
-_asyncio_twin(SocketTransport, aio_selector_events._SelectorSocketTransport)
-_asyncio_twin(DatagramTransport, aio_selector_events._SelectorDatagramTransport)
-_asyncio_twin(ReadPipeTransport, aio_unix_events._UnixReadPipeTransport)
-_asyncio_twin(WritePipeTransport, aio_unix_events._UnixWritePipeTransport)
+# (typeshed leaves out these private classes.)
+_asyncio_twin(SocketTransport, aio_selector_events._SelectorSocketTransport)  # type: ignore[attr-defined]
+_asyncio_twin(DatagramTransport, aio_selector_events._SelectorDatagramTransport)  # type: ignore[attr-defined]
+_asyncio_twin(ReadPipeTransport, aio_unix_events._UnixReadPipeTransport)  # type: ignore[attr-defined]
+_asyncio_twin(WritePipeTransport, aio_unix_events._UnixWritePipeTransport)  # type: ignore[attr-defined]

@@ -17,6 +17,8 @@ bytecode-level operation under the GIL; two threads that both see the flag clear
 both write, which costs one spurious read, never a lost wake-up.
 """
 
+from __future__ import annotations
+
 import os
 
 if hasattr(os, "eventfd"):
@@ -24,14 +26,14 @@ if hasattr(os, "eventfd"):
     class Waker:
         """An eventfd: one fd, one 8-byte counter that a read resets."""
 
-        def __init__(self):
+        def __init__(self) -> None:
             self._fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
             self._pending = False
 
-        def fileno(self):
+        def fileno(self) -> int:
             return self._fd
 
-        def wake(self):
+        def wake(self) -> None:
             """Make the fd readable, unless a wake-up is already pending."""
             if self._pending:
                 return
@@ -41,7 +43,7 @@ if hasattr(os, "eventfd"):
             except OSError:  # closed by another thread meanwhile
                 pass
 
-        def drain(self):
+        def drain(self) -> None:
             """Consume every wake-up; the next wake() writes again."""
             try:
                 os.eventfd_read(self._fd)
@@ -49,7 +51,7 @@ if hasattr(os, "eventfd"):
                 pass
             self._pending = False
 
-        def close(self):
+        def close(self) -> None:
             # A set flag turns later wake() calls into no-ops, so they never write
             # to the closed fd, or to whatever file reuses its number.
             self._pending = True
@@ -64,17 +66,17 @@ else:
     class Waker:
         """A non-blocking pipe: a byte written per wake-up, all read at once."""
 
-        def __init__(self):
+        def __init__(self) -> None:
             self._rfd, self._wfd = os.pipe()
             # os.pipe() fds are already non-inheritable (PEP 446).
             os.set_blocking(self._rfd, False)
             os.set_blocking(self._wfd, False)
             self._pending = False
 
-        def fileno(self):
+        def fileno(self) -> int:
             return self._rfd
 
-        def wake(self):
+        def wake(self) -> None:
             """Make the fd readable, unless a wake-up is already pending."""
             if self._pending:
                 return
@@ -84,7 +86,7 @@ else:
             except OSError:  # full (then readable anyway) or closed meanwhile
                 pass
 
-        def drain(self):
+        def drain(self) -> None:
             """Consume every wake-up; the next wake() writes again."""
             try:
                 while os.read(self._rfd, 4096):
@@ -93,7 +95,7 @@ else:
                 pass
             self._pending = False
 
-        def close(self):
+        def close(self) -> None:
             # See the eventfd Waker: a set flag keeps later wake() calls silent.
             self._pending = True
             if self._rfd >= 0:
