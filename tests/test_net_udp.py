@@ -92,6 +92,36 @@ def test_sender_address_is_what_socket_recvfrom_gives(loop, net, host):
     assert [type(x) for x in server.received[0][1]] == [type(x) for x in expected]
 
 
+class Upper(Datagrams):
+    """Answers every datagram, upper-cased, to the address object it came with."""
+
+    def datagram_received(self, data, addr):
+        super().datagram_received(data, addr)
+        self.transport.sendto(data.upper(), addr)
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_answering_alternating_peers(loop, net, host):
+    # Each answer goes to the address the datagram came with (the Cython core reuses
+    # the last sender's tuple, and sends to it without parsing it again).
+    server_tr, _ = net.run(net.loop.create_datagram_endpoint(
+        lambda: Upper(net.loop, net), local_addr=(host, 0)))
+    net.track(server_tr)
+    server_addr = server_tr.get_extra_info("sockname")
+    a, pa = _endpoint(net, remote_addr=server_addr[:2])
+    b, pb = _endpoint(net, remote_addr=server_addr[:2])
+    for i in range(3):
+        a.sendto(b"a%d" % i)
+        net.until(lambda: len(pa.received) == i + 1)
+        b.sendto(b"b%d" % i)
+        b.sendto(b"again b%d" % i)
+        net.until(lambda: len(pb.received) == 2 * i + 2)
+    assert [d for d, _ in pa.received] == [b"A0", b"A1", b"A2"]
+    assert [d for d, _ in pb.received] == [b"B0", b"AGAIN B0", b"B1", b"AGAIN B1", b"B2",
+                                           b"AGAIN B2"]
+    assert pa.errors == [] and pb.errors == []
+
+
 def test_datagram_boundaries_and_buffer_types(loop, net):
     server_tr, server = _endpoint(net, local_addr=("127.0.0.1", 0))
     addr = server_tr.get_extra_info("sockname")
@@ -239,8 +269,8 @@ def test_unix_datagram_address_must_be_a_string(loop, net):
 def test_is_an_asyncio_datagram_transport(loop, net):
     tr, _ = _endpoint(net, local_addr=("127.0.0.1", 0))
     assert isinstance(tr, asyncio.Transport)
-    # asyncio's datagram transport is an asyncio.DatagramTransport from 3.11 on.
-    assert isinstance(tr, asyncio.DatagramTransport) == (sys.version_info >= (3, 11))
+    # asyncio's datagram transport is an asyncio.DatagramTransport from 3.12 on.
+    assert isinstance(tr, asyncio.DatagramTransport) == (sys.version_info >= (3, 12))
     # What asyncio.WriteTransport leaves unimplemented stays so.
     with pytest.raises(NotImplementedError):
         tr.write(b"x")

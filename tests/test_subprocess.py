@@ -323,6 +323,8 @@ def test_missing_program_and_bad_cwd(loop, tmp_path):
         _exec(loop, "true", cwd=tmp_path / "no-such-dir")
     with pytest.raises(TypeError):
         _exec(loop, "true", no_such_popen_argument=1)
+    with pytest.raises(TypeError):
+        _exec(loop, 123)  # not a str, bytes or path
     gc.collect()
     assert open_fds() == fds
 

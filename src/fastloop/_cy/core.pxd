@@ -60,6 +60,10 @@ cdef extern from "net.h" nogil:
         pass
     Py_ssize_t fl_recvfrom(int fd, char *p, Py_ssize_t n, sockaddr_storage *addr,
                            socklen_t *addrlen)
+    Py_ssize_t fl_sendto(int fd, const char *p, Py_ssize_t n, const sockaddr_storage *addr,
+                         socklen_t addrlen)
+    bint fl_same_sockaddr(const sockaddr_storage *a, socklen_t alen,
+                          const sockaddr_storage *b, socklen_t blen)
     Py_ssize_t fl_read(int fd, char *p, Py_ssize_t n)
     Py_ssize_t fl_write(int fd, const char *p, Py_ssize_t n)
     int fl_sock_fd(PyObject *sock)
@@ -309,6 +313,12 @@ cdef class DatagramTransport(SelectorTransportBase):
     cdef readonly Py_ssize_t _buffer_size
     cdef object dbuffer             # collections.deque of (bytes, addr)
     cdef bint inet                  # AF_INET(6): recvfrom() and its address made here
+    # The last sender: its sockaddr and the address tuple made from it. While the peer
+    # stays the same, read_ready reuses the tuple; a server answering with that same
+    # tuple has sendto() use the sockaddr instead of parsing the tuple again.
+    cdef object peer_addr
+    cdef sockaddr_storage peer_sa
+    cdef socklen_t peer_salen
 
     cdef int read_with_socket(self, char *buf) except -1
     cdef int dequeue(self) except -1

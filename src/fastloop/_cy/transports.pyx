@@ -1025,9 +1025,13 @@ cdef class DatagramTransport(SelectorTransportBase):
                 self._protocol.error_received(oserror(err))
             return 0
         data = PyBytes_FromStringAndSize(buf, n)
-        addr = fl_inet_sockaddr(&sa, salen)
+        if self.peer_addr is None or not fl_same_sockaddr(&sa, salen, &self.peer_sa,
+                                                          self.peer_salen):
+            self.peer_addr = fl_inet_sockaddr(&sa, salen)
+            self.peer_sa = sa
+            self.peer_salen = salen
         # Errors here reach the loop's exception handler through the handle.
-        self._protocol.datagram_received(data, addr)
+        self._protocol.datagram_received(data, self.peer_addr)
         return 0
 
     cdef int read_with_socket(self, char *buf) except -1:
@@ -1068,6 +1072,8 @@ cdef class DatagramTransport(SelectorTransportBase):
 
     def sendto(self, data, addr=None):
         """Send one datagram to addr (or the connected address)."""
+        cdef Py_ssize_t n
+        cdef int err
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f'data argument must be a bytes-like object, '
                             f'not {type(data).__name__!r}')
@@ -1082,7 +1088,20 @@ cdef class DatagramTransport(SelectorTransportBase):
                 aio_logger.warning('socket.send() raised exception.')
             self._conn_lost += 1
             return
-        if not self.dbuffer:
+        if not self.dbuffer and addr is not None and addr is self.peer_addr \
+                and PyBytes_CheckExact(data):
+            # Nothing waits, and the address is the last sender's tuple: its sockaddr
+            # is at hand (socket.sendto() would parse the tuple again).
+            n = fl_sendto(self.fd, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
+                          &self.peer_sa, self.peer_salen)
+            if n >= 0:
+                return
+            err = errno
+            if not fl_would_block(err):
+                self._protocol.error_received(oserror(err))
+                return
+            self.add_writer_c()
+        elif not self.dbuffer:
             # Nothing waits: try to send it right away.
             try:
                 if self.peername:

@@ -62,6 +62,18 @@ static inline Py_ssize_t fl_recvfrom(int fd, char *p, Py_ssize_t n,
     return (Py_ssize_t)recvfrom(fd, p, (size_t)n, 0, (struct sockaddr *)addr, addrlen);
 }
 
+static inline Py_ssize_t fl_sendto(int fd, const char *p, Py_ssize_t n,
+                                   const struct sockaddr_storage *addr, socklen_t addrlen)
+{
+    return (Py_ssize_t)sendto(fd, p, (size_t)n, 0, (const struct sockaddr *)addr, addrlen);
+}
+
+static inline int fl_same_sockaddr(const struct sockaddr_storage *a, socklen_t alen,
+                                   const struct sockaddr_storage *b, socklen_t blen)
+{
+    return alen == blen && memcmp(a, b, alen) == 0;
+}
+
 /* The sender's address of an AF_INET/AF_INET6 recvfrom(), as socket.recvfrom()
  * gives it (makesockaddr in CPython's Modules/socketmodule.c): (host, port), or
  * (host, port, flowinfo, scope_id) for IPv6, the host from inet_ntop(); None for
