@@ -46,11 +46,11 @@ from . import loops as _loops
 from . import plot as _plot
 from . import workloads as _workloads
 
-# Rounds and timed repeats per child. The default takes 6-7 minutes on a 2-core
-# machine with all five loops, --quick 2-3 (both measured while sharing it with other
-# work: 6.5 and 2.5 minutes at a load average of 4-5). Rounds buy more than
-# repeats: the median over rounds shrugs off a disturbed round, while a second run in
-# the same child mostly re-measures the same state (and would cost a third more time).
+# Rounds and timed repeats per child. On a 2-core VM the default took 4.3 minutes
+# idle (five loops) and 6.5 at a load average of 4-5; --quick 1.5 (idle, four loops)
+# and 2.5. Rounds buy more than repeats: the median over rounds shrugs off a disturbed
+# round, while a second run in the same child mostly re-measures the same state (and
+# would cost a third more time).
 DEFAULT_ROUNDS = 5
 DEFAULT_REPEAT = 1
 QUICK_ROUNDS = 2
