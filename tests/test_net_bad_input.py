@@ -1449,35 +1449,10 @@ def aio_skip_reason(case: Case) -> str | None:
     return None
 
 
-# (case id, core) -> what diverged (the same on 3.10 to 3.13 unless noted).
+# (case id, core) -> what diverged (the same on 3.10 to 3.13 unless noted). Empty: the
+# last findings (the Cython core's writelines of a non-contiguous buffer, half-built
+# pipe transports warning in __del__) were fixed.
 KNOWN_DIVERGENCES: dict[tuple[str, str], str] = {}
-
-
-def _diverge(prefixes, cores, reason, modes=MODES):
-    for prefix in prefixes:
-        for mode in modes:
-            for core in cores:
-                KNOWN_DIVERGENCES[(f"{prefix}-{mode}", core)] = reason
-
-
-_diverge(
-    ["stream_transport[writelines([noncontiguous])]"],
-    # Before 3.12 asyncio is not the reference (aio_skip_reason): cy and py then differ.
-    ["cy"] if PY >= (3, 12) else ["cy", "py"],
-    "cy: SocketTransport.writelines([memoryview(b'...')[::2]]) sends it without error; "
-    "asyncio and py fail sending it: _fatal_error(BufferError 'memoryview: underlying "
-    "buffer is not C-contiguous') through the exception handler, connection_lost(BufferError) "
-    "(write() of the same buffer raises BufferError at once on all three)",
-    modes=RUNNING,
-)
-_diverge(
-    [f"{op}[pipe={p}]" for op in ("connect_read_pipe", "connect_write_pipe")
-     for p in ("int_fd", "closed_file")],
-    ["cy", "py"],
-    "the cores' half-built pipe transports disagree in __del__: cy warns ResourceWarning "
-    "'unclosed transport' (then, for an int, fails on int.close(): unraisable AttributeError); "
-    "py fails in repr() like asyncio (unraisable AttributeError, no warning)",
-)
 
 
 # --- running one case ------------------------------------------------------------

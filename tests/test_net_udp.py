@@ -280,3 +280,77 @@ def test_is_an_asyncio_datagram_transport(loop, net):
         tr.write_eof()
     with pytest.raises(NotImplementedError):
         tr.can_write_eof()
+
+
+class Logging(Datagrams):
+    """Logs each datagram, and what the test's hook does in response."""
+
+    def __init__(self, loop, net, hook):
+        super().__init__(loop, net)
+        self.log = []
+        self.hook = hook
+
+    def datagram_received(self, data, addr):
+        super().datagram_received(data, addr)
+        self.log.append(data.decode())
+        self.hook(self, data.decode())
+
+
+def _queued_datagrams(net, hook, count=3):
+    """A server endpoint with `count` datagrams waiting in its socket, none read yet."""
+    server_tr, server = net.run(net.loop.create_datagram_endpoint(
+        lambda: Logging(net.loop, net, hook), local_addr=("127.0.0.1", 0)))
+    net.track(server_tr)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        for i in range(count):
+            sender.sendto(b"d%d" % i, server_tr.get_extra_info("sockname"))
+    return server_tr, server
+
+
+def test_callbacks_scheduled_by_a_datagram_run_before_the_next(loop, net):
+    # Several datagrams wait at once; what datagram_received schedules runs before the
+    # next datagram is delivered (the loop reads on only when nothing else is ready).
+    def hook(proto, name):
+        proto.loop.call_soon(proto.log.append, "cb" + name[1:])
+
+    _, server = _queued_datagrams(net, hook)
+    net.until(lambda: len(server.log) == 6)
+    assert server.log == ["d0", "cb0", "d1", "cb1", "d2", "cb2"]
+
+
+def test_due_timers_interleave_with_waiting_datagrams(loop, net):
+    # A timer due after one datagram fires in the iteration that delivers the next.
+    def hook(proto, name):
+        proto.loop.call_later(0, proto.log.append, "t" + name[1:])
+
+    _, server = _queued_datagrams(net, hook)
+    net.until(lambda: len(server.log) == 6)
+    assert server.log == ["d0", "d1", "t0", "d2", "t1", "t2"]
+
+
+def test_pause_reading_from_datagram_received_stops_delivery(loop, loop_kind, net):
+    if loop_kind == "aio" and sys.version_info < (3, 11):
+        pytest.skip("asyncio 3.10's datagram transport has no pause_reading "
+                    "(NotImplementedError, added in 3.11); both cores have it")
+
+    def hook(proto, name):
+        if name == "d0":
+            proto.transport.pause_reading()
+
+    server_tr, server = _queued_datagrams(net, hook)
+    net.until(lambda: server.log)
+    run_briefly(loop, 5)
+    assert server.log == ["d0"] and not server_tr.is_reading()
+    server_tr.resume_reading()
+    net.until(lambda: len(server.log) == 3)
+    assert server.log == ["d0", "d1", "d2"]
+
+
+def test_close_from_datagram_received_stops_delivery(loop, net):
+    def hook(proto, name):
+        proto.transport.close()
+
+    _, server = _queued_datagrams(net, hook)
+    net.run(server.lost)
+    run_briefly(loop, 3)
+    assert server.log == ["d0"] and server.events == ["made", "datagram", "lost"]

@@ -209,6 +209,7 @@ cdef class CoreLoop:
     cdef int check_sock(self, object sock) except -1
     cdef object sock_wait(self, int event, object sock, object callback, tuple args)
     cdef int poll_timeout_ms(self) except? -2
+    cdef bint idle_now(self) except -1
     cdef int run_once(self) except -1
     cdef int run_foreign(self, object handle) except -1
     cdef int run_debug(self, object handle) except -1
@@ -305,6 +306,7 @@ cdef class SocketTransport(SelectorTransportBase):
     cdef Py_ssize_t send_queue(self) noexcept
     cdef int consume(self, Py_ssize_t n) except -1
     cdef int flush(self) except -1
+    cdef int fail_write(self, object exc) except -1
     cdef int drop_write(self) except -1
 
 
@@ -320,7 +322,8 @@ cdef class DatagramTransport(SelectorTransportBase):
     cdef sockaddr_storage peer_sa
     cdef socklen_t peer_salen
 
-    cdef int read_with_socket(self, char *buf) except -1
+    cdef bint read_one(self, char *buf) except -1
+    cdef bint read_with_socket(self, char *buf) except -1
     cdef int dequeue(self) except -1
 
 

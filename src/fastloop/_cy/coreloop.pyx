@@ -535,6 +535,16 @@ cdef class CoreLoop:
         # Round up: waking a little late is fine, waking early means spinning.
         return <int>ceil(delay * 1000.0)
 
+    cdef bint idle_now(self) except -1:
+        """True when the next iteration would only poll: nothing ready, no timer due.
+
+        A transport that just handled a read may then read again at once instead of
+        asking the poller first; nothing else could have run in between.
+        """
+        if self.ready.size or self._stopping or self._debug:
+            return False
+        return self.timers.first_when_c() > fl_monotonic() + self._clock_resolution
+
     cdef int run_once(self) except -1:
         cdef Py_ssize_t i, n
         cdef PyObject *item

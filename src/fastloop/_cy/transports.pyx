@@ -6,7 +6,8 @@
 # - reads: one recv() per readiness event into the loop's own 256 KiB buffer, then
 #   one bytes object of the received length (socket.recv() would allocate 256 KiB
 #   and shrink it); BufferedProtocol reads land in the protocol's buffer. Datagrams
-#   likewise, with recvfrom() and, for IP, the sender's address made in C (net.h).
+#   likewise, with recvfrom() and, for IP, the sender's address made in C (net.h);
+#   while the loop has nothing else to do, the next datagram is read at once.
 # - writes: send() straight from the caller's buffer; only the unsent tail is kept
 #   (a bytes object is kept as is, with an offset, other buffers are copied, so a
 #   caller may reuse its bytearray at once); queued buffers leave with one sendmsg().
@@ -70,6 +71,8 @@ cdef bint PY313 = sys_version_info >= (3, 13)
 # 3.13 sends empty datagrams and counts 8 header bytes per queued datagram (only
 # when queueing it: asyncio's own accounting, kept as is).
 cdef Py_ssize_t DGRAM_HEADER = 8 if PY313 else 0
+# At most this many datagrams are read per readiness report (libuv reads up to 32).
+cdef Py_ssize_t DGRAMS_PER_WAKEUP = 16
 
 # Flow control's default marks (asyncio's _FlowControlMixin: 64 KiB, a quarter of
 # it): made once, so that transports share these int objects.
@@ -106,6 +109,17 @@ cdef inline int sock_fd(object sock) except? -2:
 cdef inline object oserror(int err):
     # OSError(errno, strerror) returns the subclass Python raises for that errno.
     return OSError(err, os_strerror(err))
+
+
+cdef object contiguity_error(object view):
+    """The BufferError that sending view (not C-contiguous) raises, as socket.send's."""
+    cdef Py_buffer buf
+    try:
+        PyObject_GetBuffer(view, &buf, PyBUF_SIMPLE)
+    except BufferError as exc:
+        return exc
+    PyBuffer_Release(&buf)
+    raise AssertionError('a C-contiguous buffer')
 
 
 cdef object check_ssl_socket(object sock):
@@ -808,14 +822,8 @@ cdef class SocketTransport(SelectorTransportBase):
         n = self.send_queue()
         if n < 0:
             err = errno
-            if fl_would_block(err):
-                return 0
-            exc = oserror(err)
-            self._loop.remove_fd(self.fd_obj, FL_WRITE)
-            self.clear_queue()
-            self.fatal_error(exc, 'Fatal write error on socket transport')
-            if self._empty_waiter is not None:
-                self._empty_waiter.set_exception(exc)
+            if not fl_would_block(err):
+                self.fail_write(oserror(err))
             return 0
         self.consume(n)
         self.maybe_resume_protocol()  # may queue more
@@ -829,6 +837,15 @@ cdef class SocketTransport(SelectorTransportBase):
                 self._call_connection_lost(None)
             elif self._eof:
                 self._sock.shutdown(socket_SHUT_WR)
+        return 0
+
+    cdef int fail_write(self, object exc) except -1:
+        """Sending failed with exc: drop what waits, and the connection."""
+        self._loop.remove_fd(self.fd_obj, FL_WRITE)
+        self.clear_queue()
+        self.fatal_error(exc, 'Fatal write error on socket transport')
+        if self._empty_waiter is not None:
+            self._empty_waiter.set_exception(exc)
         return 0
 
     cdef int write_ready(self) except -1:
@@ -914,9 +931,14 @@ cdef class SocketTransport(SelectorTransportBase):
         for data in list_of_data:
             if PyBytes_Check(data):
                 items.append(data)
-            else:
-                # memoryview(): asyncio's check and error for a non-buffer.
-                items.append(memoryview(data))
+                continue
+            # memoryview(): asyncio's check and error for a non-buffer.
+            data = memoryview(data)
+            if not (<memoryview>data).c_contiguous:
+                # asyncio's writelines sends at once, and sendmsg() refuses the lot.
+                self.fail_write(contiguity_error(data))
+                return
+            items.append(data)
         cdef bint was_idle = not self.wsize
         # Empty items are dropped: they would stay queued forever (asyncio spins).
         for data in items:
@@ -1002,28 +1024,40 @@ cdef class DatagramTransport(SelectorTransportBase):
         return self._buffer_size
 
     cdef int read_ready(self) except -1:
-        cdef sockaddr_storage sa
-        cdef socklen_t salen
-        cdef char *buf
-        cdef Py_ssize_t n
-        cdef int err
+        cdef char *buf = NULL
+        cdef Py_ssize_t i
         if self._conn_lost:
             return 0
-        if not 0 < self.max_size <= MAX_RECV_SIZE:
-            # An odd max_size someone set: socket.recvfrom() has the rules for it.
-            return self.read_with_socket(NULL)
-        # Into the loop's buffer, then a bytes object of the datagram's length:
-        # socket.recvfrom(256 KiB) would allocate (mmap) 256 KiB per datagram.
-        buf = self._loop.get_recv_buf()
-        if not self.inet:
-            # AF_UNIX and others: the socket module makes their addresses.
+        if 0 < self.max_size <= MAX_RECV_SIZE:
+            # Into the loop's buffer, then a bytes object of the datagram's length:
+            # socket.recvfrom(256 KiB) would allocate (mmap) 256 KiB per datagram.
+            buf = self._loop.get_recv_buf()
+        # While the loop has nothing else to do, the next datagram is read at once:
+        # the poll in between would only report this socket again. Bounded, so that
+        # a flood cannot keep other sockets waiting long.
+        for i in range(DGRAMS_PER_WAKEUP):
+            if i and (self._closing or self._paused or not self._loop.idle_now()):
+                break
+            if not self.read_one(buf):
+                break
+        return 0
+
+    cdef bint read_one(self, char *buf) except -1:
+        """One datagram to the protocol; False if none came (would block, error)."""
+        cdef sockaddr_storage sa
+        cdef socklen_t salen
+        cdef Py_ssize_t n
+        cdef int err
+        if buf is NULL or not self.inet:
+            # An odd max_size someone set, or AF_UNIX and others: the socket module
+            # has the rules for the one and makes the addresses of the others.
             return self.read_with_socket(buf)
         n = fl_recvfrom(self.fd, buf, self.max_size, &sa, &salen)
         if n < 0:
             err = errno
             if not fl_would_block(err):
                 self._protocol.error_received(oserror(err))
-            return 0
+            return False
         data = PyBytes_FromStringAndSize(buf, n)
         if self.peer_addr is None or not fl_same_sockaddr(&sa, salen, &self.peer_sa,
                                                           self.peer_salen):
@@ -1032,9 +1066,9 @@ cdef class DatagramTransport(SelectorTransportBase):
             self.peer_salen = salen
         # Errors here reach the loop's exception handler through the handle.
         self._protocol.datagram_received(data, self.peer_addr)
-        return 0
+        return True
 
-    cdef int read_with_socket(self, char *buf) except -1:
+    cdef bint read_with_socket(self, char *buf) except -1:
         """One datagram by socket.recvfrom_into(buf), or by recvfrom() if buf is NULL."""
         cdef Py_ssize_t n
         try:
@@ -1045,17 +1079,17 @@ cdef class DatagramTransport(SelectorTransportBase):
                     PyMemoryView_FromMemory(buf, self.max_size, PyBUF_WRITE))
                 data = PyBytes_FromStringAndSize(buf, n)
         except (BlockingIOError, InterruptedError):
-            return 0
+            return False
         except OSError as exc:
             self._protocol.error_received(exc)
-            return 0
+            return False
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
             self.fatal_error(exc, 'Fatal read error on datagram transport')
-            return 0
+            return False
         self._protocol.datagram_received(data, addr)
-        return 0
+        return True
 
     # What asyncio's datagram transport inherits from asyncio.WriteTransport unchanged.
     def write(self, data):
@@ -1192,8 +1226,9 @@ cdef class ReadPipeTransport(TransportBase):
         self.extra = {} if extra is None else extra
         self.extra['pipe'] = pipe
         self._loop = core
-        self._pipe = pipe
+        # The fd first: a pipe that has none leaves no half-open transport to warn of.
         self._fileno = pipe.fileno()
+        self._pipe = pipe
         self.fd_obj = self._fileno
         self.fd = self._fileno
         self._protocol = protocol
@@ -1345,8 +1380,8 @@ cdef class WritePipeTransport(FlowControlTransport):
         self._loop = core
         self.set_limits_c(None, None)
         self.extra['pipe'] = pipe
+        self._fileno = pipe.fileno()  # first, as in ReadPipeTransport
         self._pipe = pipe
-        self._fileno = pipe.fileno()
         self.fd_obj = self._fileno
         self.fd = self._fileno
         self._protocol = protocol

@@ -524,6 +524,17 @@ class CoreLoop:
         self._poller.close()
         self._waker.close()
 
+    def _idle_now(self) -> bool:
+        """True when the next iteration would only poll: nothing ready, no timer due.
+
+        A transport that just handled a read may then read again at once instead of
+        asking the poller first; nothing else could have run in between.
+        """
+        if self._ready or self._stopping or self._debug:
+            return False
+        deadline = self._timers.first_deadline()
+        return deadline is None or deadline > self.time() + self._clock_resolution
+
     def _run_once(self) -> None:
         """One iteration: poll, queue fd callbacks and due timers, run what is ready."""
         ready = self._ready

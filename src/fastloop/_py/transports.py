@@ -57,6 +57,8 @@ except OSError:
 _PY313 = sys.version_info >= (3, 13)
 # 3.13 counts 8 bytes of header per queued datagram and lets empty datagrams through.
 _DGRAM_HEADER = 8 if _PY313 else 0
+# At most this many datagrams are read per readiness report (libuv reads up to 32).
+DGRAMS_PER_WAKEUP = 16
 
 _set_result_unless_cancelled = (
     aio_futures._set_result_unless_cancelled  # type: ignore[attr-defined]
@@ -686,20 +688,29 @@ class DatagramTransport(_SocketBase):
         self._start(waiter)
 
     def _read_ready(self) -> None:
-        """The fd is readable: one datagram to the protocol."""
+        """The fd is readable: datagrams to the protocol.
+
+        While the loop has nothing else to do, the next datagram is read at once: the
+        poll in between would only report this socket again. Bounded, so that a flood
+        cannot keep other sockets waiting long.
+        """
         if self._conn_lost:
             return
-        try:
-            n, addr = self._recvfrom_into(self._rbuf)
-        except (BlockingIOError, InterruptedError):
-            pass
-        except OSError as exc:
-            self._protocol.error_received(exc)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal read error on datagram transport")
-        else:
+        for i in range(DGRAMS_PER_WAKEUP):
+            if i and (self._closing or self._paused or not self._loop._idle_now()):
+                return
+            try:
+                n, addr = self._recvfrom_into(self._rbuf)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._protocol.error_received(exc)
+                return
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "Fatal read error on datagram transport")
+                return
             self._protocol.datagram_received(self._rbuf[:n].tobytes(), addr)
 
     def _send_one(self, data: ReadableBuffer, addr: Any) -> None:
@@ -819,8 +830,9 @@ class ReadPipeTransport(_Transport):
         self._extra = {} if extra is None else extra
         self._extra["pipe"] = pipe
         self._loop = loop
-        self._pipe = pipe
+        # The fd first: a pipe that has none leaves no half-open transport to warn of.
         self._fileno = pipe.fileno()
+        self._pipe = pipe
         self._protocol = protocol
         self._closing = False
         self._paused = False
@@ -950,8 +962,8 @@ class WritePipeTransport(_FlowControl):
         self._loop = loop
         self._init_flow_control()
         self._extra["pipe"] = pipe
+        self._fileno = pipe.fileno()  # first, as in ReadPipeTransport
         self._pipe = pipe
-        self._fileno = pipe.fileno()
         self._protocol = protocol
         self._buffer = bytearray()
         self._conn_lost = 0
