@@ -9,6 +9,8 @@ core provides, it is bound here as is (see ``LoopMixin``'s borrowed block, and
 interpreter's version exactly.
 """
 
+from __future__ import annotations
+
 import asyncio
 import functools
 import sys
@@ -16,11 +18,17 @@ import threading
 import weakref
 from asyncio import base_events, coroutines, events
 from asyncio.log import logger
+from typing import TYPE_CHECKING, Any, cast
 
 from . import _impl
 from ._net import NetMixin
 from ._subprocess import SubprocessMixin
 from ._unix import SignalMixin
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, Callable
+    from concurrent.futures import Executor
+    from types import ModuleType
 
 _BaseEventLoop = base_events.BaseEventLoop
 
@@ -28,21 +36,25 @@ _BaseEventLoop = base_events.BaseEventLoop
 class LoopMixin(NetMixin, SubprocessMixin, SignalMixin):
     """asyncio's loop API around a core: running, closing, tasks, executors, errors."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
-        self._exception_handler = None
-        self._task_factory = None
-        self._default_executor = None
+        self._exception_handler: (
+            Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object] | None
+        ) = None
+        self._task_factory: Callable[..., asyncio.Future[Any]] | None = None
+        self._default_executor: Executor | None = None
         self._executor_shutdown_called = False
         # Async generators first iterated under this loop, finalised by
         # shutdown_asyncgens(); weak so that collected ones drop out.
-        self._asyncgens = weakref.WeakSet()
+        self._asyncgens: weakref.WeakSet[AsyncGenerator[Any, Any]] = weakref.WeakSet()
         self._asyncgens_shutdown_called = False
         self._coroutine_origin_tracking_enabled = False
-        self._coroutine_origin_tracking_saved_depth = None
-        self._old_agen_hooks = None
-        # PYTHONASYNCIODEBUG or -X dev, read at construction as asyncio does.
-        self.set_debug(coroutines._is_debug_mode())
+        self._coroutine_origin_tracking_saved_depth: int | None = None
+        self._old_agen_hooks: sys._asyncgen_hooks | None = None
+        # PYTHONASYNCIODEBUG or -X dev, read at construction as asyncio does. (The
+        # cast: set_debug is BaseEventLoop's, and self an AbstractEventLoop only at
+        # runtime, through loop_class_for.)
+        cast("asyncio.AbstractEventLoop", self).set_debug(coroutines._is_debug_mode())
 
     # --- Borrowed from asyncio.base_events.BaseEventLoop ----------------------
     # Bound as they are, so each interpreter version gets its own semantics
@@ -86,7 +98,7 @@ class LoopMixin(NetMixin, SubprocessMixin, SignalMixin):
     _asyncgen_finalizer_hook = _BaseEventLoop._asyncgen_finalizer_hook
     # --- end of borrowed block ------------------------------------------------
 
-    def run_forever(self):
+    def run_forever(self) -> None:
         """Run until stop() is called."""
         # Set up outside the try: if a check fails, nothing was changed, and
         # the finally must not clear the running loop of whoever is running.
@@ -96,7 +108,7 @@ class LoopMixin(NetMixin, SubprocessMixin, SignalMixin):
         finally:
             self._run_forever_cleanup()
 
-    def _run_forever_setup(self):
+    def _run_forever_setup(self) -> None:
         """Check the loop may run, then make it the running loop of this thread.
 
         Named as in asyncio 3.13, where GUI integrations call it and
@@ -111,9 +123,9 @@ class LoopMixin(NetMixin, SubprocessMixin, SignalMixin):
             firstiter=self._asyncgen_firstiter_hook,
             finalizer=self._asyncgen_finalizer_hook,
         )
-        events._set_running_loop(self)
+        events._set_running_loop(cast("asyncio.AbstractEventLoop", self))  # it is one
 
-    def _run_forever_cleanup(self):
+    def _run_forever_cleanup(self) -> None:
         """Undo _run_forever_setup, also after an exception escaped a callback."""
         # The core clears _stopping only when _run_until_stopped returns.
         self._stopping = False
@@ -124,7 +136,7 @@ class LoopMixin(NetMixin, SubprocessMixin, SignalMixin):
             sys.set_asyncgen_hooks(*self._old_agen_hooks)
             self._old_agen_hooks = None
 
-    def close(self):
+    def close(self) -> None:
         """Close the loop: signal handlers, then the core, then the executor.
 
         The default executor is shut down without waiting for its threads;
@@ -148,7 +160,7 @@ class LoopMixin(NetMixin, SubprocessMixin, SignalMixin):
 
 
 @functools.cache
-def loop_class_for(core) -> type[asyncio.AbstractEventLoop]:
+def loop_class_for(core: ModuleType) -> type[asyncio.AbstractEventLoop]:
     """Return the Loop class over ``core`` (fastloop._py or fastloop._cy), made once."""
     return type(
         "Loop",

@@ -10,9 +10,37 @@ and friends, ``_transports``, ``_ensure_fd_no_transport``, and the hot
 ``sock_recv``/``sock_sendall`` family, which the core itself implements.
 """
 
+from __future__ import annotations
+
 import os
 from asyncio import base_events, selector_events, sslproto, unix_events
 from asyncio.log import logger
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    import asyncio
+    import socket
+    import ssl
+    from collections.abc import Callable
+    from concurrent.futures import Executor
+    from typing import Protocol, TypeAlias, TypeVar
+
+    # What the mixin is combined with (fastloop._loop.loop_class_for): the core.
+    from ._cy.core import CoreLoop as _CoreLoop
+    from ._cy.core import SocketTransport
+
+    # What sendfile() may fall back on: ours, or asyncio's TLS transport over ours.
+    _SendfileTransport: TypeAlias = SocketTransport | asyncio.Transport
+
+    class _ReadIntoFile(Protocol):
+        """The file sendfile() reads from: a binary file object."""
+
+        def readinto(self, buffer: memoryview, /) -> int | None: ...
+        def seek(self, offset: int, /) -> int: ...
+
+    _T = TypeVar("_T")
+else:
+    _CoreLoop = object
 
 _BaseEventLoop = base_events.BaseEventLoop
 _SelectorLoop = selector_events.BaseSelectorEventLoop
@@ -29,7 +57,9 @@ class _SendfileFallbackProtocol(base_events._SendfileFallbackProtocol):
     is written (waiting whenever writing is paused), and restores both after.
     """
 
-    def __init__(self, transp):
+    # Any: it reads _protocol_paused and _loop, private attributes of our transports
+    # and asyncio's that neither declares.
+    def __init__(self, transp: Any) -> None:
         self._transport = transp
         self._proto = transp.get_protocol()
         self._should_resume_reading = transp.is_reading()
@@ -39,14 +69,20 @@ class _SendfileFallbackProtocol(base_events._SendfileFallbackProtocol):
         self._write_ready_fut = transp._loop.create_future() if self._should_resume_writing else None
 
 
-class NetMixin:
+class NetMixin(_CoreLoop):
     """Sockets, servers, TLS, sendfile and pipes around the core's transports."""
 
-    def __init__(self):
+    if TYPE_CHECKING:
+        # Provided by the loop mixin (fastloop/_loop.py), borrowed from asyncio.
+        def run_in_executor(
+            self, executor: Executor | None, func: Callable[..., _T], *args: Any
+        ) -> asyncio.Future[_T]: ...
+
+    def __init__(self) -> None:
         super().__init__()
         # Listening Unix sockets made with cleanup_socket=True (3.13) -> the inode
         # of their path, unlinked by _stop_serving if it is still theirs.
-        self._unix_server_sockets = {}
+        self._unix_server_sockets: dict[socket.socket, int] = {}
 
     # --- Borrowed from asyncio ------------------------------------------------
     # None of these touches a selector or asyncio's transport classes; between
@@ -94,17 +130,17 @@ class NetMixin:
 
     def _make_ssl_transport(
         self,
-        rawsock,
-        protocol,
-        sslcontext,
-        waiter=None,
+        rawsock: socket.socket,
+        protocol: asyncio.BaseProtocol,
+        sslcontext: ssl.SSLContext,
+        waiter: asyncio.Future[Any] | None = None,
         *,
-        server_side=False,
-        server_hostname=None,
-        extra=None,
-        server=None,
-        **timeouts,
-    ):
+        server_side: bool = False,
+        server_hostname: str | None = None,
+        extra: dict[str, Any] | None = None,
+        server: asyncio.AbstractServer | None = None,
+        **timeouts: Any,
+    ) -> asyncio.Transport:
         """Run TLS as the stdlib's SSLProtocol over one of our socket transports.
 
         ``timeouts`` are ssl_handshake_timeout (and ssl_shutdown_timeout from
@@ -112,12 +148,20 @@ class NetMixin:
         """
         self._ensure_fd_no_transport(rawsock)
         ssl_protocol = sslproto.SSLProtocol(
-            self, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts
+            cast("asyncio.AbstractEventLoop", self),  # it is one: loop_class_for
+            protocol,
+            sslcontext,
+            waiter,  # type: ignore[arg-type]  # None is fine, but typeshed wants a Future
+            server_side,
+            server_hostname,
+            **timeouts,
         )
         self._make_socket_transport(rawsock, ssl_protocol, extra=extra, server=server)
         return ssl_protocol._app_transport
 
-    async def _sendfile_fallback(self, transp, file, offset, count):
+    async def _sendfile_fallback(
+        self, transp: _SendfileTransport, file: _ReadIntoFile, offset: int, count: int | None
+    ) -> int:
         """sendfile() by reading ``file`` in an executor and writing to ``transp``.
 
         asyncio's own fallback refuses any transport that is not a
@@ -147,7 +191,7 @@ class NetMixin:
                 file.seek(offset + sent)
             await proto.restore()
 
-    def _stop_serving(self, sock):
+    def _stop_serving(self, sock: socket.socket) -> None:
         """Stop accepting on a listening socket and close it (called by Server.close).
 
         A Unix socket made with cleanup_socket=True also loses its path, unless

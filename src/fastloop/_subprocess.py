@@ -21,12 +21,31 @@ code in the process are left to it. A child still running when the loop closes i
 handed to a thread that reaps it, so it never lingers as a zombie.
 """
 
+from __future__ import annotations
+
+import functools
 import os
 import select
 import threading
 from asyncio import base_events
 from asyncio.log import logger
 from asyncio.unix_events import _UnixSubprocessTransport
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
+    from asyncio.base_subprocess import BaseSubprocessTransport
+    from collections.abc import Callable, Sequence
+    from typing import IO, TypeAlias
+
+    # What the mixin is combined with (fastloop._loop.loop_class_for): the core.
+    from ._cy.core import CoreLoop as _CoreLoop
+
+    _ExitNotifier: TypeAlias = "_Pidfd | _ProcessKqueue"
+    # A child's stdin, stdout or stderr as subprocess_exec passes it on.
+    _File: TypeAlias = int | IO[Any] | None
+else:
+    _CoreLoop = object
 
 _BaseEventLoop = base_events.BaseEventLoop
 
@@ -40,20 +59,20 @@ use_exit_notifier = True
 class _Pidfd:
     """A pidfd of one child, readable once it exits (Linux)."""
 
-    def __init__(self, pid):
-        self._fd = os.pidfd_open(pid)
+    def __init__(self, pid: int) -> None:
+        self._fd: int = os.pidfd_open(pid)
 
-    def fileno(self):
+    def fileno(self) -> int:
         return self._fd
 
-    def close(self):
+    def close(self) -> None:
         os.close(self._fd)
 
 
 class _ProcessKqueue:
     """A kqueue that turns readable once child ``pid`` exits (macOS, BSD)."""
 
-    def __init__(self, pid):
+    def __init__(self, pid: int) -> None:
         self._kqueue = select.kqueue()
         flags = select.KQ_EV_ADD | select.KQ_EV_ONESHOT
         event = select.kevent(pid, select.KQ_FILTER_PROC, flags, select.KQ_NOTE_EXIT)
@@ -64,17 +83,19 @@ class _ProcessKqueue:
             self._kqueue.close()
             raise
 
-    def fileno(self):
-        return self._kqueue.fileno()
+    def fileno(self) -> int:
+        fd: int = self._kqueue.fileno()  # Any where the stubs lack kqueue (Linux)
+        return fd
 
-    def close(self):
+    def close(self) -> None:
         self._kqueue.close()
 
 
-def _open_exit_notifier(pid):
+def _open_exit_notifier(pid: int) -> _ExitNotifier | None:
     """Return a pollable object that turns readable when ``pid`` exits, or None."""
     if not use_exit_notifier:
         return None
+    kind: type[_Pidfd] | type[_ProcessKqueue]
     if hasattr(os, "pidfd_open"):
         kind = _Pidfd
     elif hasattr(select, "kqueue"):
@@ -87,7 +108,7 @@ def _open_exit_notifier(pid):
         return None
 
 
-def _reap(pid):
+def _reap(pid: int) -> int | None:
     """Wait for child ``pid`` and return its returncode; None if it was reaped elsewhere."""
     try:
         _, status = os.waitpid(pid, 0)
@@ -96,7 +117,7 @@ def _reap(pid):
     return os.waitstatus_to_exitcode(status)
 
 
-def _reap_in_thread(pid, on_exit):
+def _reap_in_thread(pid: int, on_exit: Callable[[int | None], object]) -> None:
     """Reap ``pid`` in a daemon thread, then call ``on_exit(returncode)`` there."""
     thread = threading.Thread(
         target=lambda: on_exit(_reap(pid)), name=f"fastloop-waitpid-{pid}", daemon=True
@@ -104,14 +125,14 @@ def _reap_in_thread(pid, on_exit):
     thread.start()
 
 
-class SubprocessMixin:
+class SubprocessMixin(_CoreLoop):
     """The subprocess half of the loop; needs the core's _add_reader and the pipes."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         # pid -> (transport, exit notifier or None when a thread waits for it), for
         # every child not reaped yet.
-        self._children = {}
+        self._children: dict[int, tuple[BaseSubprocessTransport, _ExitNotifier | None]] = {}
 
     # --- Borrowed from asyncio.base_events.BaseEventLoop ----------------------
     # The argument checks and debug logging, bound as they are so that each
@@ -122,12 +143,21 @@ class SubprocessMixin:
     # --- end of borrowed block ------------------------------------------------
 
     async def _make_subprocess_transport(
-        self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra=None, **kwargs
-    ):
+        self,
+        protocol: asyncio.SubprocessProtocol,
+        args: str | bytes | Sequence[str | bytes],
+        shell: bool,
+        stdin: _File,
+        stdout: _File,
+        stderr: _File,
+        bufsize: int,
+        extra: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> BaseSubprocessTransport:
         # Before the child is started: on a closed loop it would be left running.
         self._check_closed()
         waiter = self.create_future()
-        transport = _UnixSubprocessTransport(
+        transport: BaseSubprocessTransport = _UnixSubprocessTransport(
             self, protocol, args, shell, stdin, stdout, stderr, bufsize,
             waiter=waiter, extra=extra, **kwargs,
         )
@@ -144,35 +174,42 @@ class SubprocessMixin:
             raise
         return transport
 
-    def _watch_child(self, transport):
+    def _watch_child(self, transport: BaseSubprocessTransport) -> None:
         """Arrange for ``transport._process_exited`` once its child has exited."""
         pid = transport.get_pid()
+        assert pid is not None  # the transport has started its child
         notifier = _open_exit_notifier(pid)
         self._children[pid] = (transport, notifier)
         if notifier is not None:
             self._add_reader(notifier.fileno(), self._on_child_exit_notified, pid)
         else:
-            _reap_in_thread(pid, lambda returncode: self._on_child_reaped(pid, returncode))
+            _reap_in_thread(pid, functools.partial(self._on_child_reaped, pid))
 
-    def _on_child_exit_notified(self, pid):
+    def _on_child_exit_notified(self, pid: int) -> None:
         """Reader callback: the notifier of ``pid`` says it has exited."""
         transport, notifier = self._children[pid]
+        # This reader is removed whenever the notifier is.
+        assert notifier is not None
         # Reaped below: should the loop close before _child_exited runs, there is
         # nothing left for _close_children to do.
         self._children[pid] = (transport, None)
-        self._remove_reader(notifier.fileno())
-        notifier.close()
+        self._close_notifier(notifier)
         # Delivered on the next iteration, as asyncio's pidfd watcher does.
         self.call_soon(self._child_exited, pid, _reap(pid))
 
-    def _on_child_reaped(self, pid, returncode):
+    def _close_notifier(self, notifier: _ExitNotifier) -> None:
+        """Stop watching ``notifier`` and close it."""
+        self._remove_reader(notifier.fileno())
+        notifier.close()
+
+    def _on_child_reaped(self, pid: int, returncode: int | None) -> None:
         """In a waiting thread: pass the child's returncode to the loop."""
         try:
             self.call_soon_threadsafe(self._child_exited, pid, returncode)
         except RuntimeError:  # the loop was closed while the child ran
             logger.warning("Loop %r that handles pid %r is closed", self, pid)
 
-    def _child_exited(self, pid, returncode):
+    def _child_exited(self, pid: int, returncode: int | None) -> None:
         """Tell the transport of ``pid`` that its child exited with ``returncode``."""
         transport, _ = self._children.pop(pid)
         if returncode is None:
@@ -188,12 +225,10 @@ class SubprocessMixin:
                 returncode = UNKNOWN_RETURNCODE
         transport._process_exited(returncode)
 
-    def _close_children(self):
+    def _close_children(self) -> None:
         """On close: children still running are reaped by threads, never left as zombies."""
         for pid, (_, notifier) in self._children.items():
             if notifier is not None:
-                self._remove_reader(notifier.fileno())
-                notifier.close()
-                _reap_in_thread(pid, lambda returncode, pid=pid: self._on_child_reaped(
-                    pid, returncode))
+                self._close_notifier(notifier)
+                _reap_in_thread(pid, functools.partial(self._on_child_reaped, pid))
         self._children.clear()

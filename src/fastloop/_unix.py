@@ -10,6 +10,8 @@ reader callback. Errors and their messages are asyncio's
 (``asyncio/unix_events.py``).
 """
 
+from __future__ import annotations
+
 import errno
 import signal
 import socket
@@ -17,9 +19,20 @@ import sys
 import warnings
 from asyncio import coroutines
 from asyncio.log import logger
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import FrameType
+
+    # What the mixin is combined with (fastloop._loop.loop_class_for): the core.
+    from ._cy.core import CoreLoop as _CoreLoop
+    from ._cy.core import Handle
+else:
+    _CoreLoop = object
 
 
-def _check_signal(sig):
+def _check_signal(sig: object) -> None:
     """Raise TypeError or ValueError, like asyncio, for a bad signal number."""
     if not isinstance(sig, int):
         raise TypeError(f"sig must be an int, not {sig!r}")
@@ -27,19 +40,23 @@ def _check_signal(sig):
         raise ValueError(f"invalid signal number {sig}")
 
 
-def _noop_signal_handler(signum, frame):
+def _noop_signal_handler(signum: int, frame: FrameType | None) -> None:
     """Stand in as the Python-level handler; the wakeup fd does the work."""
 
 
-class SignalMixin:
+class SignalMixin(_CoreLoop):
     """The signal half of the loop; needs the core's add/remove_reader and Handle."""
 
-    def __init__(self):
-        super().__init__()
-        self._signal_handlers = {}  # signal number -> core Handle
-        self._signal_sockets = None  # (read end, write end) once a handler was added
+    # The core's Handle class, set by loop_class_for.
+    _Handle: type[Handle]
 
-    def add_signal_handler(self, sig, callback, *args):
+    def __init__(self) -> None:
+        super().__init__()
+        self._signal_handlers: dict[int, Handle] = {}  # signal number -> core Handle
+        # (read end, write end) once a handler was added
+        self._signal_sockets: tuple[socket.socket, socket.socket] | None = None
+
+    def add_signal_handler(self, sig: int, callback: Callable[..., object], *args: Any) -> None:
         """Run ``callback(*args)`` from the loop whenever signal ``sig`` arrives."""
         if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
             raise TypeError("coroutines cannot be used with add_signal_handler()")
@@ -65,7 +82,7 @@ class SignalMixin:
                 raise RuntimeError(f"sig {sig} cannot be caught")
             raise
 
-    def remove_signal_handler(self, sig):
+    def remove_signal_handler(self, sig: int) -> bool:
         """Remove the handler of ``sig``; return whether there was one."""
         _check_signal(sig)
         try:
@@ -84,7 +101,7 @@ class SignalMixin:
             self._clear_wakeup_fd()
         return True
 
-    def _signal_wakeup_fd(self):
+    def _signal_wakeup_fd(self) -> int:
         """Return the fd signals are written to, making the socketpair on first use."""
         if self._signal_sockets is None:
             rsock, wsock = socket.socketpair()
@@ -95,8 +112,10 @@ class SignalMixin:
             self._signal_sockets = rsock, wsock
         return self._signal_sockets[1].fileno()
 
-    def _read_signals(self):
+    def _read_signals(self) -> None:
         """Queue the handle of every signal number waiting in the socketpair."""
+        # Set before this reader was added, cleared only after it was removed.
+        assert self._signal_sockets is not None
         rsock = self._signal_sockets[0]
         while True:
             try:
@@ -113,7 +132,7 @@ class SignalMixin:
                     # Runs on the next iteration, as asyncio's does.
                     self._add_callback(handle)
 
-    def _close_signals(self):
+    def _close_signals(self) -> None:
         """Remove every signal handler and close the socketpair (from ``close``)."""
         if sys.is_finalizing():
             # signal.signal() may no longer work at this stage; asyncio warns too.
@@ -139,7 +158,7 @@ class SignalMixin:
             wsock.close()
 
     @staticmethod
-    def _clear_wakeup_fd():
+    def _clear_wakeup_fd() -> None:
         """Stop Python writing signal numbers anywhere; log (as asyncio) on failure."""
         try:
             signal.set_wakeup_fd(-1)

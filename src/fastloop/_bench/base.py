@@ -4,8 +4,19 @@ Kept apart from `workloads.py` so that the modules it gathers (`echo`, `httpd`) 
 their own `Workload`s without importing it back.
 """
 
+from __future__ import annotations
+
 import functools
 import importlib.util
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Callable, Iterable
+    from typing import TypeAlias
+
+    # What makes a fresh loop: a loop class, or a new_event_loop function.
+    LoopFactory: TypeAlias = Callable[[], asyncio.AbstractEventLoop]
 
 __all__ = ["Workload", "WorkloadError", "check"]
 
@@ -14,7 +25,7 @@ class WorkloadError(RuntimeError):
     """The loop under test produced a wrong outcome."""
 
 
-def check(what, got, expected):
+def check(what: str, got: object, expected: object) -> None:
     """Raise WorkloadError unless got == expected."""
     if got != expected:
         raise WorkloadError(f"{what}: expected {expected}, got {got}")
@@ -35,8 +46,11 @@ class Workload:
     __slots__ = ("name", "run", "description", "ops", "requires", "extra", "setup",
                  "makes_loops", "max_repeat", "warmup")
 
-    def __init__(self, name, run, description, ops, *, requires=(), extra=False,
-                 setup=None, makes_loops=False, max_repeat=None, warmup=True):
+    def __init__(self, name: str, run: Callable[..., int], description: str, ops: int, *,
+                 requires: Iterable[str] = (), extra: bool = False,
+                 setup: Callable[[asyncio.AbstractEventLoop], Any] | None = None,
+                 makes_loops: bool = False, max_repeat: int | None = None,
+                 warmup: bool = True) -> None:
         self.name = name
         self.run = run
         self.description = description
@@ -48,14 +62,16 @@ class Workload:
         self.max_repeat = max_repeat
         self.warmup = warmup
 
-    def missing(self):
+    def missing(self) -> str | None:
         """Return why this workload cannot run here (a module is missing), or None."""
         for module in self.requires:
             if importlib.util.find_spec(module) is None:
                 return f"{module} is not installed (pip install {module})"
         return None
 
-    def prepare(self, factory):
+    def prepare(
+        self, factory: LoopFactory
+    ) -> tuple[Callable[[], int], asyncio.AbstractEventLoop | None]:
         """Do the untimed part; return (timed, loop).
 
         timed is the zero-argument call to time (it returns the operations done), loop
@@ -73,5 +89,5 @@ class Workload:
             raise
         return functools.partial(self.run, loop, state), loop
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Workload {self.name}>"

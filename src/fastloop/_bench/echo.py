@@ -20,6 +20,8 @@ accepted and closed without error, and nothing reported to the loop's exception 
 `run_session` is that driver without the echo-specific checks (`httpd` uses it too).
 """
 
+from __future__ import annotations
+
 import asyncio
 import atexit
 import json
@@ -29,8 +31,20 @@ import socket
 import subprocess
 import sys
 import tempfile
+from typing import TYPE_CHECKING, Any, cast
 
 from .base import Workload, WorkloadError, check
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from typing import TypeAlias, TypeVar
+
+    # What a server gives the driver: its kind ("tcp", "unix" or "udp"), the address
+    # the client connects to, and the coroutine function that closes it.
+    Served: TypeAlias = tuple[str, list[Any] | str, Callable[[], Awaitable[None]]]
+    # A server: serve(loop, stats) -> Served; stats may be a _Stats subclass (httpd's).
+    _S = TypeVar("_S", bound="_Stats")
+    Serve: TypeAlias = Callable[[asyncio.AbstractEventLoop, _S], Awaitable[Served]]
 
 __all__ = ["ECHO_WORKLOADS", "EchoClient", "client", "run_echo", "run_session",
            "stop_client"]
@@ -59,22 +73,24 @@ _CLIENT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "echo_
 class EchoClient:
     """The client process, commanded by JSON lines on its stdin, answering on its stdout."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         # Run by path, not `-m`: the client needs nothing but the standard library, so it
         # works whatever sys.path the benchmark process had.
         self.proc = subprocess.Popen(
             [sys.executable, _CLIENT_SCRIPT],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
         )
+        assert self.proc.stdout is not None  # a PIPE
         self.fd = self.proc.stdout.fileno()
         self._pending = b""
 
-    def send(self, command):
+    def send(self, command: dict[str, Any]) -> None:
         """Send one command (a dict)."""
+        assert self.proc.stdin is not None  # a PIPE
         self.proc.stdin.write(json.dumps(command).encode() + b"\n")
         self.proc.stdin.flush()
 
-    def _take_line(self, chunk):
+    def _take_line(self, chunk: bytes) -> dict[str, Any] | None:
         """Feed chunk (b"" at EOF); return the parsed answer once a full line is in."""
         if not chunk:
             raise WorkloadError(f"the echo client exited (code {self.proc.poll()}) "
@@ -84,13 +100,14 @@ class EchoClient:
         if not sep:
             return None
         self._pending = rest
-        return json.loads(line)
+        answer: dict[str, Any] = json.loads(line)
+        return answer
 
-    def answer(self, loop):
+    def answer(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[dict[str, Any]]:
         """Return a future of the next answer, read by the (running) loop's add_reader."""
-        future = loop.create_future()
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
 
-        def on_readable():
+        def on_readable() -> None:
             try:
                 answer = self._take_line(os.read(self.fd, 65536))
             except BaseException as exc:
@@ -108,11 +125,12 @@ class EchoClient:
         future.add_done_callback(lambda _: loop.remove_reader(self.fd))
         return future
 
-    def alive(self):
+    def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def close(self):
+    def close(self) -> None:
         """End the process (EOF on its stdin, then a kill if it lingers) and reap it."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None  # PIPEs
         try:
             self.proc.stdin.close()
         except OSError:
@@ -125,10 +143,10 @@ class EchoClient:
         self.proc.stdout.close()
 
 
-_client = None
+_client: EchoClient | None = None
 
 
-def client():
+def client() -> EchoClient:
     """Return the shared client process, starting it on first use."""
     global _client
     if _client is None or not _client.alive():
@@ -138,7 +156,7 @@ def client():
     return _client
 
 
-def stop_client():
+def stop_client() -> None:
     """Stop the shared client process, if one is running."""
     global _client
     if _client is not None:
@@ -156,18 +174,18 @@ class _Stats:
 
     __slots__ = ("conns", "accepted", "closed", "echoed", "errors", "all_closed")
 
-    def __init__(self, loop, conns):
+    def __init__(self, loop: asyncio.AbstractEventLoop, conns: int) -> None:
         self.conns = conns
         self.accepted = 0
         self.closed = 0
         self.echoed = 0
-        self.errors = []
-        self.all_closed = loop.create_future()
+        self.errors: list[BaseException] = []
+        self.all_closed: asyncio.Future[None] = loop.create_future()
 
-    def opened(self):
+    def opened(self) -> None:
         self.accepted += 1
 
-    def lost(self, exc):
+    def lost(self, exc: BaseException | None) -> None:
         if exc is not None:
             self.errors.append(exc)
         self.closed += 1
@@ -178,95 +196,101 @@ class _Stats:
 class _EchoProtocol(asyncio.Protocol):
     """data_received -> write the same bytes back; EOF closes (the default)."""
 
-    def __init__(self, stats):
+    def __init__(self, stats: _Stats) -> None:
         self.stats = stats
-        self.transport = None
+        # Set by connection_made, before any data arrives.
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
 
-    def connection_made(self, transport):
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast("asyncio.Transport", transport)  # a stream's
         self.stats.opened()
 
-    def data_received(self, data):
+    def data_received(self, data: bytes) -> None:
         self.stats.echoed += len(data)
         self.transport.write(data)
 
-    def connection_lost(self, exc):
+    def connection_lost(self, exc: Exception | None) -> None:
         self.stats.lost(exc)
 
 
 class _EchoBufferedProtocol(asyncio.BufferedProtocol):
     """Reads into one preallocated buffer; writes back a copy of what arrived."""
 
-    def __init__(self, stats):
+    def __init__(self, stats: _Stats) -> None:
         self.stats = stats
-        self.transport = None
+        # Set by connection_made, before any data arrives.
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.buffer = memoryview(bytearray(BUFFER_SIZE))
 
-    def connection_made(self, transport):
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast("asyncio.Transport", transport)  # a stream's
         self.stats.opened()
 
-    def get_buffer(self, sizehint):
+    def get_buffer(self, sizehint: int) -> memoryview:
         return self.buffer
 
-    def buffer_updated(self, nbytes):
+    def buffer_updated(self, nbytes: int) -> None:
         self.stats.echoed += nbytes
         # A copy: the buffer is overwritten by the next read, and a transport may keep
         # what it could not send at once.
         self.transport.write(bytes(self.buffer[:nbytes]))
 
-    def connection_lost(self, exc):
+    def connection_lost(self, exc: Exception | None) -> None:
         self.stats.lost(exc)
 
 
 class _EchoDatagramProtocol(asyncio.DatagramProtocol):
     """datagram_received -> sendto the same bytes back to the sender."""
 
-    def __init__(self, stats, closed):
+    def __init__(self, stats: _Stats, closed: asyncio.Future[None]) -> None:
         self.stats = stats
-        self.transport = None
+        # Set by connection_made, before any datagram arrives.
+        self.transport: asyncio.DatagramTransport = None  # type: ignore[assignment]
         self.closed = closed
 
-    def connection_made(self, transport):
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast("asyncio.DatagramTransport", transport)
 
-    def datagram_received(self, data, addr):
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         self.stats.echoed += len(data)
         self.transport.sendto(data, addr)
 
-    def error_received(self, exc):
+    def error_received(self, exc: Exception) -> None:
         self.stats.errors.append(exc)
 
-    def connection_lost(self, exc):
+    def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None:
             self.stats.errors.append(exc)
         if not self.closed.done():
             self.closed.set_result(None)
 
 
-async def _close_server(server):
+async def _close_server(server: asyncio.AbstractServer) -> None:
     server.close()
     await server.wait_closed()
 
 
-async def _tcp_protocol_server(loop, stats, protocol_class):
+async def _tcp_protocol_server(
+    loop: asyncio.AbstractEventLoop, stats: _Stats,
+    protocol_class: Callable[[_Stats], asyncio.BaseProtocol],
+) -> Served:
     server = await loop.create_server(lambda: protocol_class(stats), "127.0.0.1", 0)
     address = server.sockets[0].getsockname()[:2]
     return "tcp", list(address), lambda: _close_server(server)
 
 
-async def _serve_protocol(loop, stats):
+async def _serve_protocol(loop: asyncio.AbstractEventLoop, stats: _Stats) -> Served:
     return await _tcp_protocol_server(loop, stats, _EchoProtocol)
 
 
-async def _serve_buffered(loop, stats):
+async def _serve_buffered(loop: asyncio.AbstractEventLoop, stats: _Stats) -> Served:
     return await _tcp_protocol_server(loop, stats, _EchoBufferedProtocol)
 
 
-async def _serve_streams(loop, stats):
-    async def handle(reader, writer):
+async def _serve_streams(loop: asyncio.AbstractEventLoop, stats: _Stats) -> Served:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         stats.opened()
-        error = None
+        error: Exception | None = None
         try:
             while True:
                 data = await reader.read(STREAM_READ_SIZE)
@@ -290,15 +314,15 @@ async def _serve_streams(loop, stats):
     return "tcp", list(address), lambda: _close_server(server)
 
 
-async def _serve_sock(loop, stats):
+async def _serve_sock(loop: asyncio.AbstractEventLoop, stats: _Stats) -> Served:
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
     listener.listen(128)
     listener.setblocking(False)
 
-    async def serve(conn):
-        error = None
+    async def serve(conn: socket.socket) -> None:
+        error: Exception | None = None
         try:
             while True:
                 data = await loop.sock_recv(conn, SOCK_RECV_SIZE)
@@ -312,8 +336,8 @@ async def _serve_sock(loop, stats):
             conn.close()
             stats.lost(error)
 
-    async def accept_all():
-        tasks = []
+    async def accept_all() -> None:
+        tasks: list[asyncio.Task[None]] = []
         try:
             for _ in range(stats.conns):
                 conn, _ = await loop.sock_accept(listener)
@@ -329,7 +353,7 @@ async def _serve_sock(loop, stats):
 
     acceptor = loop.create_task(accept_all())
 
-    async def close():
+    async def close() -> None:
         acceptor.cancel()
         try:
             await acceptor
@@ -341,7 +365,7 @@ async def _serve_sock(loop, stats):
     return "tcp", list(listener.getsockname()[:2]), close
 
 
-async def _serve_unix(loop, stats):
+async def _serve_unix(loop: asyncio.AbstractEventLoop, stats: _Stats) -> Served:
     folder = tempfile.mkdtemp(prefix="fastloop-echo-")
     path = os.path.join(folder, "echo.sock")
     try:
@@ -350,7 +374,7 @@ async def _serve_unix(loop, stats):
         shutil.rmtree(folder, ignore_errors=True)
         raise
 
-    async def close():
+    async def close() -> None:
         try:
             await _close_server(server)
         finally:
@@ -359,12 +383,12 @@ async def _serve_unix(loop, stats):
     return "unix", path, close
 
 
-async def _serve_udp(loop, stats):
+async def _serve_udp(loop: asyncio.AbstractEventLoop, stats: _Stats) -> Served:
     closed = loop.create_future()
     transport, _ = await loop.create_datagram_endpoint(
         lambda: _EchoDatagramProtocol(stats, closed), local_addr=("127.0.0.1", 0))
 
-    async def close():
+    async def close() -> None:
         transport.close()
         await closed  # connection_lost has run: the socket is closed
 
@@ -373,7 +397,10 @@ async def _serve_udp(loop, stats):
 
 # --- the driver -----------------------------------------------------------------------
 
-def run_session(loop, serve, stats, command, what="echo"):
+def run_session(
+    loop: asyncio.AbstractEventLoop, serve: Serve[_S], stats: _S, command: dict[str, Any],
+    what: str = "echo",
+) -> dict[str, Any]:
     """Serve with serve(loop, stats) while the client carries out command (a dict
     without the server's "kind" and "addr", which are added here).
 
@@ -381,11 +408,11 @@ def run_session(loop, serve, stats, command, what="echo"):
     has seen all stats.conns connections close. Raise WorkloadError if the client
     reports an error, the loop reported one, or the server saw a failure.
     """
-    handler_errors = []
+    handler_errors: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda _loop, context: handler_errors.append(context))
     session_client = client()
 
-    async def main():
+    async def main() -> dict[str, Any]:
         kind, address, close = await serve(loop, stats)
         try:
             answer = session_client.answer(loop)
@@ -420,7 +447,10 @@ def run_session(loop, serve, stats, command, what="echo"):
     return result
 
 
-def run_echo(loop, serve, size, trips, conns=ECHO_CONNECTIONS):
+def run_echo(
+    loop: asyncio.AbstractEventLoop, serve: Serve[_Stats], size: int, trips: int,
+    conns: int = ECHO_CONNECTIONS,
+) -> int:
     """Serve with serve(loop, stats) while the client does conns x trips round trips.
 
     Return the round trips completed; raise WorkloadError on any wrong outcome.
@@ -438,13 +468,15 @@ def run_echo(loop, serve, size, trips, conns=ECHO_CONNECTIONS):
     return total
 
 
-def _workload(serve, size, trips):
-    def run(loop):
+def _workload(
+    serve: Serve[_Stats], size: int, trips: int
+) -> Callable[[asyncio.AbstractEventLoop], int]:
+    def run(loop: asyncio.AbstractEventLoop) -> int:
         return run_echo(loop, serve, size, trips)
     return run
 
 
-_KINDS = [
+_KINDS: list[tuple[str, Serve[_Stats], str]] = [
     # name, server, what
     ("tcp_proto", _serve_protocol, "TCP echo, Protocol"),
     ("tcp_buffered", _serve_buffered, "TCP echo, BufferedProtocol"),
@@ -459,9 +491,9 @@ DEFAULT_ECHO = {"echo_tcp_proto_1k", "echo_tcp_proto_100k", "echo_tcp_buffered_1
                 "echo_udp_1k"}
 
 
-def _make_workloads():
+def _make_workloads() -> list[Workload]:
     """Return the echo workloads, in the table's order."""
-    specs = []
+    specs: list[tuple[str, Callable[[asyncio.AbstractEventLoop], int], str, int]] = []
     for kind, serve, what in _KINDS:
         for label, size in SIZES.items():
             trips = TRIPS[label]

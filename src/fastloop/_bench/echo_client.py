@@ -30,6 +30,8 @@ EOF on stdin ends the process. Run it by hand for a quick check of a server:
     python -m fastloop._bench.echo_client   # then type a command line
 """
 
+from __future__ import annotations
+
 import json
 import os
 import selectors
@@ -37,6 +39,10 @@ import socket
 import struct
 import sys
 import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 # A selector wait longer than this without any progress means the server is stuck.
 STALL_TIMEOUT = 20.0
@@ -49,7 +55,7 @@ class EchoError(Exception):
     """The server's echo was wrong, late or cut short."""
 
 
-def _raise_nofile(wanted):
+def _raise_nofile(wanted: int) -> None:
     """Raise the soft limit on open files towards wanted (the hard limit permitting)."""
     try:
         import resource
@@ -61,8 +67,8 @@ def _raise_nofile(wanted):
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-def _connect(kind, addr):
-    """Return a new blocking socket connected to the server."""
+def _connect(kind: str, addr: Any) -> socket.socket:
+    """Return a new blocking socket connected to the server (addr: from the JSON)."""
     if kind == "tcp":
         sock = socket.create_connection(tuple(addr))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -92,16 +98,24 @@ class _Conn:
     __slots__ = ("index", "sock", "out", "out_view", "expected", "inbuf", "in_view",
                  "sent", "received", "trip", "writing")
 
-    def __init__(self, index, sock):
+    out: bytes | bytearray
+    out_view: memoryview
+    expected: bytes | bytearray
+    inbuf: bytearray | None
+    in_view: memoryview
+
+    def __init__(self, index: int, sock: socket.socket) -> None:
         self.index = index
         self.sock = sock
-        self.out = self.out_view = self.expected = self.inbuf = self.in_view = None
+        # Each is set (by set_trip, or _echo_udp) before it is used.
+        self.out = self.out_view = self.expected = None  # type: ignore[assignment]
+        self.inbuf = self.in_view = None  # type: ignore[assignment]
         self.sent = 0
         self.received = 0
         self.trip = 0
         self.writing = False
 
-    def set_trip(self, out, expected):
+    def set_trip(self, out: bytes | bytearray, expected: bytes | bytearray) -> None:
         """Make out the next message and expected the answer it must get."""
         if out is not self.out:
             self.out = out
@@ -114,13 +128,15 @@ class _Conn:
         self.received = 0
 
 
-def _pattern(index, size):
+def _pattern(index: int, size: int) -> bytearray:
     """A fixed message of size bytes, different for each connection."""
     pattern = bytes((index * 31 + i) & 0xFF for i in range(256))
     return bytearray((pattern * (size // 256 + 1))[:size])
 
 
-def _drive_stream(conns, trips, next_trip, echo):
+def _drive_stream(
+    conns: list[_Conn], trips: int, next_trip: Callable[[_Conn], None], echo: bool
+) -> int:
     """Do trips exchanges on each connection; return the bytes received.
 
     next_trip(conn) calls conn.set_trip() for conn.trip. Each exchange sends the whole
@@ -131,7 +147,7 @@ def _drive_stream(conns, trips, next_trip, echo):
     active = len(conns)
     total = 0
     try:
-        def start(conn):
+        def start(conn: _Conn) -> None:
             # Begin the next trip, and send as much as the socket takes now.
             next_trip(conn)
             try:
@@ -199,13 +215,13 @@ def _drive_stream(conns, trips, next_trip, echo):
     return total
 
 
-def _echo_stream(socks, size, trips):
+def _echo_stream(socks: list[socket.socket], size: int, trips: int) -> int:
     """Drive the echo round trips on connected stream sockets; return bytes echoed."""
     conns = [_Conn(i, sock) for i, sock in enumerate(socks)]
     messages = [_pattern(i, size) for i in range(len(conns))]
     stamp = size >= _HEADER.size
 
-    def next_trip(conn):
+    def next_trip(conn: _Conn) -> None:
         # The same buffer every trip, its header re-stamped: the echo must match it.
         out = messages[conn.index]
         if stamp:
@@ -222,12 +238,12 @@ HTTP_REQUEST = b"GET /%08d HTTP/1.1\r\nHost: fastloop-bench\r\nUser-Agent: fastl
 _HTTP_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
 
 
-def http_response(body):
+def http_response(body: bytes) -> bytes:
     """The response the server sends for a request whose path is body."""
     return b"%s%d\r\n\r\n%s" % (_HTTP_HEAD, len(body), body)
 
 
-def _http_stream(socks, requests, depth):
+def _http_stream(socks: list[socket.socket], requests: int, depth: int) -> int:
     """Send requests on each keep-alive connection, depth at a time (depth > 1:
     pipelined), checking every response; return the response bytes received."""
     if requests % depth:
@@ -235,16 +251,16 @@ def _http_stream(socks, requests, depth):
     conns = [_Conn(i, sock) for i, sock in enumerate(socks)]
     batches = [_http_batches(i, requests, depth) for i in range(len(conns))]
 
-    def next_trip(conn):
+    def next_trip(conn: _Conn) -> None:
         conn.set_trip(*batches[conn.index][conn.trip])
 
     return _drive_stream(conns, requests // depth, next_trip, echo=False)
 
 
-_batch_cache = {}
+_batch_cache: dict[tuple[int, int, int], list[tuple[bytes, bytes]]] = {}
 
 
-def _http_batches(index, requests, depth):
+def _http_batches(index: int, requests: int, depth: int) -> list[tuple[bytes, bytes]]:
     """Return connection index's [(requests, expected responses)], one per batch.
 
     Kept for the next session with the same shape (the runner's warm-up makes them), so
@@ -252,7 +268,7 @@ def _http_batches(index, requests, depth):
     """
     key = (index, requests, depth)
     if key not in _batch_cache:
-        batches = []
+        batches: list[tuple[bytes, bytes]] = []
         for first in range(index * 1_000_000, index * 1_000_000 + requests, depth):
             seqs = range(first, first + depth)
             batches.append((b"".join(HTTP_REQUEST % seq for seq in seqs),
@@ -261,7 +277,7 @@ def _http_batches(index, requests, depth):
     return _batch_cache[key]
 
 
-def _echo_udp(socks, size, trips):
+def _echo_udp(socks: list[socket.socket], size: int, trips: int) -> int:
     """Drive the round trips on connected UDP sockets; return bytes echoed."""
     if size > UDP_MAX:
         raise EchoError(f"a {size}-byte datagram is larger than UDP allows ({UDP_MAX})")
@@ -310,9 +326,9 @@ def _echo_udp(socks, size, trips):
     return total
 
 
-def echo(kind, addr, conns, size, trips):
+def echo(kind: str, addr: Any, conns: int, size: int, trips: int) -> dict[str, int]:
     """Run one echo session; return the answer dict."""
-    socks = []
+    socks: list[socket.socket] = []
     try:
         for _ in range(conns):
             socks.append(_connect(kind, addr))
@@ -326,9 +342,9 @@ def echo(kind, addr, conns, size, trips):
     return {"trips": conns * trips, "bytes": echoed}
 
 
-def http(addr, conns, requests, depth):
+def http(addr: Any, conns: int, requests: int, depth: int) -> dict[str, int]:
     """Run one HTTP session over TCP; return the answer dict."""
-    socks = []
+    socks: list[socket.socket] = []
     try:
         for _ in range(conns):
             socks.append(_connect("tcp", addr))
@@ -342,10 +358,10 @@ def http(addr, conns, requests, depth):
 class Client:
     """The command interpreter: holds the idle connections between hold and release."""
 
-    def __init__(self):
-        self.held = []
+    def __init__(self) -> None:
+        self.held: list[socket.socket] = []
 
-    def handle(self, command):
+    def handle(self, command: dict[str, Any]) -> dict[str, Any]:
         op = command.get("op")
         if op == "echo":
             return echo(command["kind"], command["addr"], int(command["conns"]),
@@ -365,13 +381,13 @@ class Client:
             return {"released": count}
         raise EchoError(f"unknown command {command!r}")
 
-    def release(self):
+    def release(self) -> None:
         held, self.held = self.held, []
         for sock in held:
             sock.close()
 
 
-def main():
+def main() -> int:
     """Serve commands from stdin until EOF."""
     client = Client()
     stdin = sys.stdin.buffer

@@ -16,11 +16,18 @@ without error, and nothing reported to the loop's exception handler. Without htt
 the workloads are skipped (`Workload.requires`).
 """
 
+from __future__ import annotations
+
 import asyncio
+from typing import TYPE_CHECKING, cast
 
 from . import echo as _echo
 from .base import Workload, WorkloadError, check
 from .echo_client import http_response
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import ModuleType
 
 __all__ = ["HTTP_WORKLOADS", "run_http"]
 
@@ -39,7 +46,7 @@ class _HttpStats(_echo._Stats):
 
     __slots__ = ("requests",)
 
-    def __init__(self, loop, conns):
+    def __init__(self, loop: asyncio.AbstractEventLoop, conns: int) -> None:
         super().__init__(loop, conns)
         self.requests = 0
 
@@ -47,18 +54,19 @@ class _HttpStats(_echo._Stats):
 class _HttpProtocol(asyncio.Protocol):
     """One keep-alive connection: parse with httptools, answer each request at once."""
 
-    def __init__(self, stats, httptools):
+    def __init__(self, stats: _HttpStats, httptools: ModuleType) -> None:
         self.stats = stats
-        self.transport = None
+        # Set by connection_made, before any data arrives.
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = httptools.HttpRequestParser(self)
-        self.parse_error = httptools.HttpParserError
+        self.parse_error: type[Exception] = httptools.HttpParserError
         self.url = b""
 
-    def connection_made(self, transport):
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast("asyncio.Transport", transport)  # a stream's
         self.stats.opened()
 
-    def data_received(self, data):
+    def data_received(self, data: bytes) -> None:
         self.stats.echoed += len(data)
         try:
             self.parser.feed_data(data)
@@ -67,10 +75,10 @@ class _HttpProtocol(asyncio.Protocol):
             self.transport.close()
 
     # httptools' callbacks; the URL may arrive in pieces.
-    def on_url(self, url):
+    def on_url(self, url: bytes) -> None:
         self.url += url
 
-    def on_message_complete(self):
+    def on_message_complete(self) -> None:
         self.stats.requests += 1
         parser = self.parser
         if parser.get_method() != b"GET" or not parser.should_keep_alive():
@@ -80,11 +88,11 @@ class _HttpProtocol(asyncio.Protocol):
         self.transport.write(http_response(self.url))
         self.url = b""
 
-    def connection_lost(self, exc):
+    def connection_lost(self, exc: Exception | None) -> None:
         self.stats.lost(exc)
 
 
-async def _serve_http(loop, stats):
+async def _serve_http(loop: asyncio.AbstractEventLoop, stats: _HttpStats) -> _echo.Served:
     import httptools
 
     server = await loop.create_server(lambda: _HttpProtocol(stats, httptools),
@@ -93,7 +101,9 @@ async def _serve_http(loop, stats):
     return "tcp", list(address), lambda: _echo._close_server(server)
 
 
-def run_http(loop, requests, depth, conns=HTTP_CONNECTIONS):
+def run_http(
+    loop: asyncio.AbstractEventLoop, requests: int, depth: int, conns: int = HTTP_CONNECTIONS
+) -> int:
     """Serve HTTP while the client sends conns x requests GETs, depth at a time.
 
     Return the requests answered; raise WorkloadError on any wrong outcome.
@@ -111,8 +121,8 @@ def run_http(loop, requests, depth, conns=HTTP_CONNECTIONS):
     return total
 
 
-def _workload(requests, depth):
-    def run(loop):
+def _workload(requests: int, depth: int) -> Callable[[asyncio.AbstractEventLoop], int]:
+    def run(loop: asyncio.AbstractEventLoop) -> int:
         return run_http(loop, requests, depth)
     return run
 

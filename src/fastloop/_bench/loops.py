@@ -6,8 +6,16 @@ imported until it is asked for, so a child process that benchmarks asyncio never
 for importing uvloop, and a broken core only skips its own column.
 """
 
+from __future__ import annotations
+
 import asyncio
 import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from .base import LoopFactory
 
 __all__ = ["CHECKED_LOOPS", "LOOP_NAMES", "Unavailable", "available", "find"]
 
@@ -22,7 +30,7 @@ class Unavailable(Exception):
     """This loop cannot be made here; the message says why."""
 
 
-def _fastloop(core_name):
+def _fastloop(core_name: str) -> LoopFactory:
     """Return the Loop class for the core fastloop.<core_name>."""
     try:
         core = importlib.import_module(f"fastloop.{core_name}")
@@ -35,32 +43,34 @@ def _fastloop(core_name):
         raise Unavailable(f"failed to load: {exc!r}") from None
 
 
-def _uvloop():
+def _uvloop() -> LoopFactory:
     """Return uvloop's loop factory."""
     try:
         import uvloop
     except ImportError:
         raise Unavailable("uvloop is not installed (pip install uvloop)") from None
-    return uvloop.new_event_loop
+    factory: LoopFactory = uvloop.new_event_loop  # Any when uvloop is not installed
+    return factory
 
 
-def _rloop():
+def _rloop() -> LoopFactory:
     """Return rloop's loop factory (an optional competitor, in Rust)."""
     try:
         import rloop
     except ImportError:
         raise Unavailable("rloop is not installed (pip install rloop)") from None
-    return rloop.new_event_loop
+    factory: LoopFactory = rloop.new_event_loop  # Any when rloop is not installed
+    return factory
 
 
-def _asyncio():
+def _asyncio() -> LoopFactory:
     """Return stock asyncio's default loop class for this platform."""
     # SelectorEventLoop is the default on POSIX; naming it avoids the policy machinery
     # (deprecated in 3.14) and any policy a user installed.
     return asyncio.SelectorEventLoop
 
 
-_FINDERS = {
+_FINDERS: dict[str, Callable[[], LoopFactory]] = {
     "fastloop-cy": lambda: _fastloop("_cy"),
     "fastloop-py": lambda: _fastloop("_py"),
     "uvloop": _uvloop,
@@ -69,7 +79,7 @@ _FINDERS = {
 }
 
 
-def find(name):
+def find(name: str) -> LoopFactory:
     """Return a zero-argument factory for the loop called name, or raise Unavailable."""
     try:
         finder = _FINDERS[name]
@@ -78,9 +88,12 @@ def find(name):
     return finder()
 
 
-def available(names=LOOP_NAMES):
+def available(
+    names: Iterable[str] = LOOP_NAMES,
+) -> tuple[dict[str, LoopFactory], dict[str, str]]:
     """Return ({name: factory} for the loops that can be made, {name: reason} for the rest)."""
-    found, skipped = {}, {}
+    found: dict[str, LoopFactory] = {}
+    skipped: dict[str, str] = {}
     for name in names:
         try:
             found[name] = find(name)

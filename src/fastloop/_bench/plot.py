@@ -7,24 +7,30 @@ matplotlib is an optional extra (`pip install 'fastloop[plot]'`), imported only 
 and only when a chart is asked for.
 """
 
+from __future__ import annotations
+
 import importlib.util
 import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .runner import Environment, Results
 
 __all__ = ["plot", "unavailable"]
 
 BASES = ("asyncio", "uvloop")
 
 
-def unavailable():
+def unavailable() -> str | None:
     """Return why a chart cannot be drawn here, or None."""
     if importlib.util.find_spec("matplotlib") is None:
         return "matplotlib is not installed (pip install 'fastloop[plot]' or matplotlib)"
     return None
 
 
-def _ratios(results, loop, base):
+def _ratios(results: Results, loop: str, base: str) -> list[float]:
     """Return base/loop per workload (NaN where either did not finish)."""
-    ratios = []
+    ratios: list[float] = []
     for per_loop in results.values():
         own = per_loop.get(loop, {}).get("median")
         ref = per_loop.get(base, {}).get("median")
@@ -32,13 +38,13 @@ def _ratios(results, loop, base):
     return ratios
 
 
-def _minor_label(value, _):
+def _minor_label(value: float, _: object) -> str:
     """Label the log axis' minor ticks at 2, 3 and 5 (times a power of ten) only."""
     leading = round(value / 10 ** math.floor(math.log10(value)), 6)
     return f"{value:.2g}x" if leading in (2, 3, 5) else ""
 
 
-def plot(results, loop_names, path, env):
+def plot(results: Results, loop_names: list[str], path: str, env: Environment) -> None:
     """Draw the speed-ups of results (runner.compare's) into the image file path."""
     import matplotlib
 

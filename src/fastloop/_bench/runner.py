@@ -31,6 +31,8 @@ reference asyncio, and is only reported for the other loops.
     python -m fastloop --all --rounds 10 --json results.json --plot ratios.png
 """
 
+from __future__ import annotations
+
 import argparse
 import gc
 import json
@@ -41,10 +43,42 @@ import subprocess
 import sys
 import time
 import traceback
+from typing import TYPE_CHECKING, Any
 
 from . import loops as _loops
 from . import plot as _plot
 from . import workloads as _workloads
+
+if TYPE_CHECKING:
+    from typing import TextIO, TypeAlias, TypedDict
+
+    class Summary(TypedDict, total=False):
+        """results[workload][loop]: a summary of the samples, or why there is none."""
+
+        median: float
+        min: float
+        max: float
+        spread: float
+        samples: list[float]
+        cpu_samples: list[float]
+        cpu_median: float | None
+        ops: int | None
+        error: str
+        skipped: str
+
+    Results: TypeAlias = dict[str, dict[str, Summary]]
+
+    class Environment(TypedDict):
+        """The machine and interpreter the comparison ran on."""
+
+        python: str
+        implementation: str
+        platform: str
+        machine: str
+        cpus: int | None
+        fastloop: str
+        fastloop_default_core: str
+        date: str
 
 # Rounds and timed repeats per child. On a 2-core VM the default took 4.3 minutes
 # idle (five loops) and 6.5 at a load average of 4-5; --quick 1.5 (idle, four loops)
@@ -62,13 +96,13 @@ CHILD_TIMEOUT = 300.0
 
 # --- the child: one workload on one loop, timings as one JSON line on stdout ----------
 
-def run_child(workload_name, loop_name, repeat):
+def run_child(workload_name: str, loop_name: str, repeat: int) -> dict[str, Any]:
     """Time workload_name on loop_name; return {'times': [...], 'cpu': [...], 'ops': n},
     or {'skipped': reason} if the loop lacks a feature the workload needs."""
     workload = _workloads.get(workload_name)
     factory = _loops.find(loop_name)
-    times = []
-    cpu = []
+    times: list[float] = []
+    cpu: list[float] = []
     first_timed = 1 if workload.warmup else 0
     for i in range(first_timed + repeat):
         try:
@@ -93,7 +127,7 @@ def run_child(workload_name, loop_name, repeat):
     return {"times": times, "cpu": cpu, "ops": ops}
 
 
-def _child_main(argv):
+def _child_main(argv: list[str]) -> int:
     """Entry point of a child process: print the result as one JSON line. A wrong
     outcome is {"failed": message} and exit status 1; a crash, a traceback and 1."""
     workload_name, loop_name, repeat = argv[0], argv[1], int(argv[2])
@@ -111,15 +145,15 @@ def _child_main(argv):
 class Progress:
     """One status line on stderr: rewritten in place on a terminal, sparse otherwise."""
 
-    def __init__(self, total, stream=sys.stderr):
+    def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
         self.total = total
         self.done = 0
         self.stream = stream
         self.tty = stream.isatty()
         self.started = time.monotonic()
-        self._last_round = None
+        self._last_round: int | None = None
 
-    def step(self, round_no, rounds, workload, loop):
+    def step(self, round_no: int, rounds: int, workload: str, loop: str) -> None:
         """Report that the sample (round_no, workload, loop) is starting."""
         elapsed = time.monotonic() - self.started
         eta = ""
@@ -136,7 +170,7 @@ class Progress:
         self._last_round = round_no
         self.done += 1
 
-    def finish(self):
+    def finish(self) -> None:
         """Clear the status line and say how long the whole run took."""
         elapsed = time.monotonic() - self.started
         if self.tty:
@@ -145,7 +179,7 @@ class Progress:
         self.stream.flush()
 
 
-def run_sample(workload, loop, repeat):
+def run_sample(workload: str, loop: str, repeat: int) -> tuple[str, Any]:
     """Run one child; return ("ok", {'time', 'cpu', 'ops'}), ("skipped", reason) or
     ("failed", error text).
 
@@ -176,7 +210,7 @@ def run_sample(workload, loop, repeat):
         return "failed", f"unreadable child output ({exc!r}): {proc.stdout[-500:]!r}"
 
 
-def summarize(samples):
+def summarize(samples: list[float]) -> Summary:
     """Return {'median', 'min', 'max', 'spread'} of samples (spread: MAD / median)."""
     median = statistics.median(samples)
     mad = statistics.median(abs(sample - median) for sample in samples)
@@ -184,15 +218,16 @@ def summarize(samples):
     return {"median": median, "min": min(samples), "max": max(samples), "spread": spread}
 
 
-def geomean(values):
+def geomean(values: list[float]) -> float:
     """Return the geometric mean of positive values."""
     product = 1.0
     for value in values:
         product *= value
-    return product ** (1.0 / len(values))
+    mean: float = product ** (1.0 / len(values))  # float ** float is Any in typeshed
+    return mean
 
 
-def environment():
+def environment() -> Environment:
     """Describe the machine and interpreter, for the header and the JSON file."""
     import fastloop
 
@@ -208,7 +243,7 @@ def environment():
     }
 
 
-def _per_op(entry):
+def _per_op(entry: Summary) -> str:
     """Format the median CPU per operation in microseconds, or a dash."""
     cpu, ops = entry.get("cpu_median"), entry.get("ops")
     if cpu is None or not ops:
@@ -221,17 +256,17 @@ def _per_op(entry):
     return f"{micros:.2f}"
 
 
-def _ratio(base, value):
+def _ratio(base: float | None, value: float | None) -> str:
     """Format base/value as a speed-up, or a dash when either is missing."""
     if base is None or value is None or value <= 0:
         return "-"
     return f"{base / value:.2f}x"
 
 
-def _geomean_cell(results, loop, base_name):
+def _geomean_cell(results: Results, loop: str, base_name: str) -> str:
     """Return the geometric mean of base/loop over the workloads both completed, as
     text, marked "*" when some workload failed or was skipped for either."""
-    ratios = []
+    ratios: list[float] = []
     partial = False
     for per_loop in results.values():
         own, base = per_loop.get(loop, {}), per_loop.get(base_name, {})
@@ -244,11 +279,11 @@ def _geomean_cell(results, loop, base_name):
     return f"{geomean(ratios):.2f}x" + ("*" if partial else "")
 
 
-def format_table(results, loop_names):
+def format_table(results: Results, loop_names: list[str]) -> str:
     """Return the comparison table (a str) for results[workload][loop] summaries."""
     header = ["workload", "loop", "median ms", "spread", "cpu us/op", "vs asyncio",
               "vs uvloop"]
-    rows = []
+    rows: list[list[str] | None] = []
     for workload, per_loop in results.items():
         base_aio = per_loop.get("asyncio", {}).get("median")
         base_uv = per_loop.get("uvloop", {}).get("median")
@@ -274,16 +309,16 @@ def format_table(results, loop_names):
     for loop in loop_names:
         if not any("median" in per_loop.get(loop, {}) for per_loop in results.values()):
             continue
-        row = ["geomean", loop, "", "", ""]
-        row += [_geomean_cell(results, loop, base) for base in ("asyncio", "uvloop")]
-        partial = partial or any(cell.endswith("*") for cell in row)
-        rows.append(row)
+        geomean_row = ["geomean", loop, "", "", ""]
+        geomean_row += [_geomean_cell(results, loop, base) for base in ("asyncio", "uvloop")]
+        partial = partial or any(cell.endswith("*") for cell in geomean_row)
+        rows.append(geomean_row)
     widths = [len(h) for h in header]
     for row in rows:
         if row:
             widths = [max(w, len(cell)) for w, cell in zip(widths, row)]
 
-    def line(cells):
+    def line(cells: list[str]) -> str:
         first = [cells[0].ljust(widths[0]), cells[1].ljust(widths[1])]
         rest = [cell.rjust(width) for cell, width in zip(cells[2:], widths[2:])]
         return "  ".join(first + rest).rstrip()
@@ -297,7 +332,10 @@ def format_table(results, loop_names):
     return "\n".join(out).rstrip() + "\n"
 
 
-def compare(workload_names, loop_names, rounds, repeat, progress=True):
+def compare(
+    workload_names: list[str], loop_names: list[str], rounds: int, repeat: int,
+    progress: bool = True,
+) -> tuple[Results, dict[str, str], dict[tuple[str, str], str]]:
     """Run the comparison; return (results, skipped loops, errors).
 
     results[workload][loop] is a summary, {"error": text} or {"skipped": reason};
@@ -305,11 +343,13 @@ def compare(workload_names, loop_names, rounds, repeat, progress=True):
     """
     _, skipped = _loops.available(loop_names)
     runnable = [name for name in loop_names if name not in skipped]
-    samples = {w: {loop: [] for loop in runnable} for w in workload_names}
-    cpu_samples = {w: {loop: [] for loop in runnable} for w in workload_names}
-    ops = {}
-    errors = {}
-    unsupported = {}
+    samples: dict[str, dict[str, list[float]]] = {
+        w: {loop: [] for loop in runnable} for w in workload_names}
+    cpu_samples: dict[str, dict[str, list[float]]] = {
+        w: {loop: [] for loop in runnable} for w in workload_names}
+    ops: dict[tuple[str, str], int | None] = {}
+    errors: dict[tuple[str, str], str] = {}
+    unsupported: dict[tuple[str, str], str] = {}
     total = rounds * len(workload_names) * len(runnable)
     status = Progress(total) if progress else None
     for round_index in range(rounds):
@@ -335,7 +375,7 @@ def compare(workload_names, loop_names, rounds, repeat, progress=True):
                     ops[(workload, loop)] = value["ops"]
     if status:
         status.finish()
-    results = {}
+    results: Results = {}
     for workload in workload_names:
         results[workload] = {}
         for loop in runnable:
@@ -354,7 +394,7 @@ def compare(workload_names, loop_names, rounds, repeat, progress=True):
     return results, skipped, errors
 
 
-def _names(text, known, what):
+def _names(text: str | None, known: list[str], what: str) -> list[str]:
     """Parse a comma-separated selection, keeping known's order; reject unknown names."""
     if not text:
         return list(known)
@@ -365,7 +405,7 @@ def _names(text, known, what):
     return [name for name in known if name in chosen]
 
 
-def _parser():
+def _parser() -> argparse.ArgumentParser:
     """Return the command line's parser."""
     parser = argparse.ArgumentParser(
         prog="python -m fastloop [bench]",
@@ -395,7 +435,7 @@ def _parser():
     return parser
 
 
-def _print_list(loop_names):
+def _print_list(loop_names: list[str]) -> None:
     """Print every workload (marking the extra ones) and whether each loop is here."""
     found, skipped = _loops.available(loop_names)
     width = max(12, *(len(name) for name in _workloads.WORKLOADS))
@@ -413,7 +453,7 @@ def _print_list(loop_names):
               f"{'available' if name in found else 'skipped: ' + skipped[name]}")
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     """Command-line entry point of `python -m fastloop [bench]`."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
@@ -440,7 +480,7 @@ def main(argv=None):
         problem = _plot.unavailable()
         if problem:  # said now, not after minutes of measuring
             parser.error(f"--plot: {problem}")
-    missing = {}
+    missing: dict[str, str] = {}
     for name in workload_names:
         reason = _workloads.WORKLOADS[name].missing()
         if reason:

@@ -6,6 +6,8 @@ Most of a spawn is the kernel's fork/exec, the same for every loop; what differs
 loop's share around it (asyncio before 3.12 starts a thread per child to wait for it).
 """
 
+from __future__ import annotations
+
 import asyncio
 import os
 import shutil
@@ -20,7 +22,7 @@ CAT_MIB = 10
 CHUNK = 64 * 1024
 
 
-def _program(name):
+def _program(name: str) -> str:
     """The absolute path of a program every POSIX system has."""
     path = shutil.which(name)
     if path is None:
@@ -28,16 +30,16 @@ def _program(name):
     return path
 
 
-def spawn_true(loop):
+def spawn_true(loop: asyncio.AbstractEventLoop) -> int:
     """Run /bin/true 200 times, 10 at a time, and wait for each exit."""
     true = _program("true")
 
-    async def one():
+    async def one() -> int:
         proc = await asyncio.create_subprocess_exec(true)
         return await proc.wait()
 
-    async def main():
-        codes = []
+    async def main() -> list[int]:
+        codes: list[int] = []
         for _ in range(SPAWN_COUNT // SPAWN_IN_FLIGHT):
             codes += await asyncio.gather(*(one() for _ in range(SPAWN_IN_FLIGHT)))
         return codes
@@ -47,19 +49,20 @@ def spawn_true(loop):
     return SPAWN_COUNT
 
 
-def cat_10mib(loop, data):
+def cat_10mib(loop: asyncio.AbstractEventLoop, data: bytes) -> int:
     """Send 10 MiB through `cat` in 64 KiB writes and read it all back."""
     cat = _program("cat")
 
-    async def feed(stdin):
+    async def feed(stdin: asyncio.StreamWriter) -> None:
         for start in range(0, len(data), CHUNK):
             stdin.write(data[start:start + CHUNK])
             await stdin.drain()
         stdin.close()
 
-    async def main():
+    async def main() -> tuple[bytes, int]:
         proc = await asyncio.create_subprocess_exec(
             cat, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        assert proc.stdin is not None and proc.stdout is not None  # both are PIPEs
         _, echoed = await asyncio.gather(feed(proc.stdin), proc.stdout.read())
         return echoed, await proc.wait()
 

@@ -12,15 +12,21 @@ Sizes are module constants: every loop runs exactly the same program, and result
 different runs stay comparable.
 """
 
+from __future__ import annotations
+
 import asyncio
 import contextvars
 import os
 import threading
+from typing import TYPE_CHECKING, Any
 
 from . import echo as _echo
 from . import httpd as _httpd
 from . import subproc as _subproc
 from .base import Workload, WorkloadError, check as _check
+
+if TYPE_CHECKING:
+    from .base import LoopFactory
 
 __all__ = ["WORKLOADS", "Workload", "WorkloadError", "get"]
 
@@ -44,11 +50,11 @@ GATHER_TASKS = 100_000
 STARTSTOP_COUNT = 500
 
 
-def call_soon(loop):
+def call_soon(loop: asyncio.AbstractEventLoop) -> int:
     """Schedule 100k callbacks, then run them all in one go."""
     done = [0]
 
-    def callback():
+    def callback() -> None:
         done[0] += 1
 
     for _ in range(CALL_SOON_COUNT):
@@ -59,12 +65,12 @@ def call_soon(loop):
     return CALL_SOON_COUNT
 
 
-def call_soon_context(loop):
+def call_soon_context(loop: asyncio.AbstractEventLoop) -> int:
     """call_soon as above, each callback given an explicit context= to run in."""
     done = [0]
     context = contextvars.copy_context()
 
-    def callback():
+    def callback() -> None:
         done[0] += 1
 
     for _ in range(CALL_SOON_COUNT):
@@ -75,20 +81,20 @@ def call_soon_context(loop):
     return CALL_SOON_COUNT
 
 
-def timers(loop):
+def timers(loop: asyncio.AbstractEventLoop) -> int:
     """Schedule 100k call_later timers in scrambled order, cancel half, fire the rest."""
     fired = [0]
     wrong = [0]
     expected = TIMER_COUNT - TIMER_COUNT // 2
 
-    def fire(keep):
+    def fire(keep: bool) -> None:
         if not keep:
             wrong[0] += 1
         fired[0] += 1
         if fired[0] == expected:
             loop.stop()
 
-    handles = []
+    handles: list[asyncio.TimerHandle] = []
     for i in range(TIMER_COUNT):
         # A multiplicative scramble spreads the deadlines over 0..1 ms out of insertion
         # order, so the heap does real sifting; all are due by the time the loop runs.
@@ -102,11 +108,11 @@ def timers(loop):
     return TIMER_COUNT
 
 
-def reschedule(loop):
+def reschedule(loop: asyncio.AbstractEventLoop) -> int:
     """One callback that re-schedules itself 100k times: one loop iteration each."""
     done = [0]
 
-    def callback():
+    def callback() -> None:
         done[0] += 1
         if done[0] < RESCHEDULE_COUNT:
             loop.call_soon(callback)
@@ -119,11 +125,11 @@ def reschedule(loop):
     return RESCHEDULE_COUNT
 
 
-def _chain(loop, idle=None):
+def _chain(loop: asyncio.AbstractEventLoop, idle: list[Any] | None = None) -> int:
     """A timer callback that re-arms itself with call_later(0) 50k times."""
     done = [0]
 
-    def callback():
+    def callback() -> None:
         done[0] += 1
         if done[0] < CHAIN_COUNT:
             loop.call_later(0, callback)
@@ -140,16 +146,16 @@ def _chain(loop, idle=None):
     return CHAIN_COUNT
 
 
-def timer_chain(loop):
+def timer_chain(loop: asyncio.AbstractEventLoop) -> int:
     """The timer chain on an otherwise empty timer heap: the baseline of the next one."""
     return _chain(loop)
 
 
-def _idle_timers(loop):
+def _idle_timers(loop: asyncio.AbstractEventLoop) -> list[Any]:
     """Untimed set-up: schedule 100k far-future timers; return [fired count, handles]."""
-    idle = [0, []]
+    idle: list[Any] = [0, []]  # [int, list[asyncio.TimerHandle]]
 
-    def fired():
+    def fired() -> None:
         idle[0] += 1
 
     for i in range(IDLE_TIMERS):
@@ -158,22 +164,22 @@ def _idle_timers(loop):
     return idle
 
 
-def timer_chain_idle(loop, idle):
+def timer_chain_idle(loop: asyncio.AbstractEventLoop, idle: list[Any]) -> int:
     """The timer chain while 100k idle far-future timers wait in the heap."""
     return _chain(loop, idle)
 
 
-def sleep0(loop):
+def sleep0(loop: asyncio.AbstractEventLoop) -> int:
     """10 tasks each awaiting asyncio.sleep(0) 10k times: task switches."""
 
-    async def worker():
+    async def worker() -> int:
         n = 0
         for _ in range(SLEEP_SWITCHES):
             await asyncio.sleep(0)
             n += 1
         return n
 
-    async def main():
+    async def main() -> list[int]:
         return await asyncio.gather(*[worker() for _ in range(SLEEP_TASKS)])
 
     counts = loop.run_until_complete(main())
@@ -181,13 +187,13 @@ def sleep0(loop):
     return SLEEP_TASKS * SLEEP_SWITCHES
 
 
-def pingpong(loop):
+def pingpong(loop: asyncio.AbstractEventLoop) -> int:
     """Two tasks hand a value back and forth through futures 50k times."""
     # The ponger awaits inbox[0]; the pinger resolves it with (value, reply future).
     # The ponger installs its next inbox before replying, so none is ever missed.
     inbox = [loop.create_future()]
 
-    async def ponger():
+    async def ponger() -> int:
         count = 0
         while True:
             value, reply = await inbox[0]
@@ -197,7 +203,7 @@ def pingpong(loop):
             reply.set_result(value + 1)
             count += 1
 
-    async def pinger():
+    async def pinger() -> int:
         wrong = 0
         for i in range(PINGPONG_COUNT):
             reply = loop.create_future()
@@ -207,7 +213,7 @@ def pingpong(loop):
         inbox[0].set_result((None, None))
         return wrong
 
-    async def main():
+    async def main() -> tuple[int, int]:
         return await asyncio.gather(pinger(), ponger())
 
     wrong, count = loop.run_until_complete(main())
@@ -216,14 +222,14 @@ def pingpong(loop):
     return PINGPONG_COUNT
 
 
-def gather(loop):
+def gather(loop: asyncio.AbstractEventLoop) -> int:
     """asyncio.gather of 100k tasks that each yield once and return their number."""
 
-    async def job(i):
+    async def job(i: int) -> int:
         await asyncio.sleep(0)
         return i
 
-    async def main():
+    async def main() -> list[int]:
         return await asyncio.gather(*[job(i) for i in range(GATHER_TASKS)])
 
     results = loop.run_until_complete(main())
@@ -232,16 +238,16 @@ def gather(loop):
     return GATHER_TASKS
 
 
-def _open_fds():
+def _open_fds() -> int:
     """Return how many file descriptors this process has open."""
     folder = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
     return len(os.listdir(folder))
 
 
-def _run_empty(factory):
+def _run_empty(factory: LoopFactory) -> None:
     """asyncio.run(empty()) on a loop made by factory (set-up, run, shutdown, close)."""
 
-    async def empty():
+    async def empty() -> None:
         pass
 
     if hasattr(asyncio, "Runner"):  # 3.11+: asyncio.run's own machinery
@@ -250,7 +256,7 @@ def _run_empty(factory):
         return
     # 3.10: asyncio.run takes its loop from the policy.
     class Policy(asyncio.DefaultEventLoopPolicy):
-        def new_event_loop(self):
+        def new_event_loop(self) -> asyncio.AbstractEventLoop:
             return factory()
 
     old = asyncio.get_event_loop_policy()
@@ -261,7 +267,7 @@ def _run_empty(factory):
         asyncio.set_event_loop_policy(old)
 
 
-def startstop(factory):
+def startstop(factory: LoopFactory) -> int:
     """asyncio.run of an empty coroutine 500 times, each on a new loop; no fd may leak."""
     # Counted from after the first run: a loop may open a few process-wide fds once
     # (a signal pipe, a thread pool's), which are not a per-loop leak.
@@ -274,18 +280,18 @@ def startstop(factory):
     return STARTSTOP_COUNT
 
 
-def threadsafe(loop):
+def threadsafe(loop: asyncio.AbstractEventLoop) -> int:
     """4 threads each send 25k call_soon_threadsafe callbacks while the loop runs."""
     total = THREADSAFE_THREADS * THREADSAFE_PER_THREAD
     done = [0]
-    errors = []
+    errors: list[BaseException] = []
 
-    def callback():
+    def callback() -> None:
         done[0] += 1
         if done[0] == total:
             loop.stop()
 
-    def producer():
+    def producer() -> None:
         try:
             send = loop.call_soon_threadsafe
             for _ in range(THREADSAFE_PER_THREAD):
@@ -296,7 +302,7 @@ def threadsafe(loop):
 
     threads = [threading.Thread(target=producer) for _ in range(THREADSAFE_THREADS)]
 
-    def start():
+    def start() -> None:
         for thread in threads:
             thread.start()
 
@@ -346,7 +352,7 @@ WORKLOADS = {
 }
 
 
-def get(name):
+def get(name: str) -> Workload:
     """Return the workload called name (KeyError lists the known ones)."""
     try:
         return WORKLOADS[name]
