@@ -85,7 +85,7 @@ if hasattr(select, "epoll"):
                     epoll.modify(fd, _TO_EPOLL[events])
             self._masks[fd] = events
 
-        def poll(self, timeout: float | None) -> list[tuple[int, int]]:
+        def poll(self, timeout: float | None = None) -> list[tuple[int, int]]:
             """Wait up to ``timeout`` seconds (None or negative: forever) for events.
 
             Return a list of ``(fd, events)``.
@@ -157,7 +157,7 @@ else:
             else:
                 del self._masks[fd]
 
-        def poll(self, timeout: float | None) -> list[tuple[int, int]]:
+        def poll(self, timeout: float | None = None) -> list[tuple[int, int]]:
             """Wait up to ``timeout`` seconds (None or negative: forever) for events.
 
             Return a list of ``(fd, events)``, one per fd.
