@@ -1122,12 +1122,15 @@ cdef class DatagramTransport(SelectorTransportBase):
                 aio_logger.warning('socket.send() raised exception.')
             self._conn_lost += 1
             return
-        if not self.dbuffer and addr is not None and addr is self.peer_addr \
-                and PyBytes_CheckExact(data):
-            # Nothing waits, and the address is the last sender's tuple: its sockaddr
-            # is at hand (socket.sendto() would parse the tuple again).
-            n = fl_sendto(self.fd, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
-                          &self.peer_sa, self.peer_salen)
+        if not self.dbuffer and PyBytes_CheckExact(data) and (
+                self.peername or (addr is not None and addr is self.peer_addr)):
+            # Nothing waits, and the socket is connected or the address is the last
+            # sender's tuple, whose sockaddr is at hand: no tuple to parse.
+            if self.peername:
+                n = fl_send(self.fd, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+            else:
+                n = fl_sendto(self.fd, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
+                              &self.peer_sa, self.peer_salen)
             if n >= 0:
                 return
             err = errno
