@@ -325,6 +325,26 @@ cdef class TransportBase:
     def get_protocol(self):
         return self._protocol
 
+    # Reading, for the transports that read (the write pipe's raise NotImplementedError).
+    def is_reading(self):
+        return not self._closing and not self._paused
+
+    def pause_reading(self):
+        if self._closing or self._paused:
+            return
+        self._paused = True
+        self._loop.remove_fd(self.fd_obj, FL_READ)
+        if self._loop._debug:
+            aio_logger.debug("%r pauses reading", self)
+
+    def resume_reading(self):
+        if self._closing or not self._paused:
+            return
+        self._paused = False
+        self.add_reader_c()
+        if self._loop._debug:
+            aio_logger.debug("%r resumes reading", self)
+
     cdef int read_ready(self) except -1:
         return 0
 
@@ -568,25 +588,6 @@ cdef class SelectorTransportBase(FlowControlTransport):
 
     def abort(self):
         self.force_close(None)
-
-    def is_reading(self):
-        return not self._closing and not self._paused
-
-    def pause_reading(self):
-        if self._closing or self._paused:
-            return
-        self._paused = True
-        self._loop.remove_fd(self.fd_obj, FL_READ)
-        if self._loop._debug:
-            aio_logger.debug("%r pauses reading", self)
-
-    def resume_reading(self):
-        if self._closing or not self._paused:
-            return
-        self._paused = False
-        self.add_reader_c()
-        if self._loop._debug:
-            aio_logger.debug("%r resumes reading", self)
 
     def _start_reading(self):
         # Scheduled by the constructor, after connection_made().
@@ -1252,9 +1253,6 @@ cdef class ReadPipeTransport(TransportBase):
         if not self._paused and not self._closing:
             self.add_reader_c()
 
-    def is_reading(self):
-        return not self._paused and not self._closing
-
     def __repr__(self):
         info = [type(self).__name__]
         if self._pipe is None:
@@ -1306,22 +1304,6 @@ cdef class ReadPipeTransport(TransportBase):
         self._loop.call_soon_c(self._protocol.eof_received, ())
         self.schedule_connection_lost(None)
         return 0
-
-    def pause_reading(self):
-        if self._closing or self._paused:
-            return
-        self._paused = True
-        self._loop.remove_fd(self.fd_obj, FL_READ)
-        if self._loop._debug:
-            aio_logger.debug("%r pauses reading", self)
-
-    def resume_reading(self):
-        if self._closing or not self._paused:
-            return
-        self._paused = False
-        self.add_reader_c()
-        if self._loop._debug:
-            aio_logger.debug("%r resumes reading", self)
 
     def close(self):
         if not self._closing:
