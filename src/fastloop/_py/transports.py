@@ -211,7 +211,40 @@ class _FlowControl(_Transport):
         self._maybe_pause_protocol()
 
 
-class _SocketBase(_FlowControl):
+class _Reader(_Transport):
+    """Pausing and resuming reads: what the socket and read pipe transports share."""
+
+    __slots__ = ()
+
+    _paused: bool
+
+    def _reading_fd(self) -> int:
+        raise NotImplementedError
+
+    def _start_reading(self) -> None:
+        raise NotImplementedError
+
+    def is_reading(self) -> bool:
+        return not self._closing and not self._paused
+
+    def pause_reading(self) -> None:
+        if not self.is_reading():
+            return
+        self._paused = True
+        self._loop._remove_reader(self._reading_fd())
+        if self._loop.get_debug():
+            logger.debug("%r pauses reading", self)
+
+    def resume_reading(self) -> None:
+        if self._closing or not self._paused:
+            return
+        self._paused = False
+        self._start_reading()
+        if self._loop.get_debug():
+            logger.debug("%r resumes reading", self)
+
+
+class _SocketBase(_FlowControl, _Reader):
     """What stream and datagram socket transports share (asyncio's _SelectorTransport).
 
     ``_buffer`` is a deque of queued writes, ``_buffer_size`` their size in bytes.
@@ -291,6 +324,9 @@ class _SocketBase(_FlowControl):
         if waiter is not None:
             call_soon(_set_result_unless_cancelled, waiter, None)
 
+    def _reading_fd(self) -> int:
+        return self._sock_fd
+
     def _start_reading(self) -> None:
         if self.is_reading():
             self._loop._add_reader(self._sock_fd, self._read_ready)
@@ -316,25 +352,6 @@ class _SocketBase(_FlowControl):
     def abort(self) -> None:
         """Close at once: buffered data is lost, connection_lost(None) follows."""
         self._force_close(None)
-
-    def is_reading(self) -> bool:
-        return not self._closing and not self._paused
-
-    def pause_reading(self) -> None:
-        if not self.is_reading():
-            return
-        self._paused = True
-        self._loop._remove_reader(self._sock_fd)
-        if self._loop.get_debug():
-            logger.debug("%r pauses reading", self)
-
-    def resume_reading(self) -> None:
-        if self._closing or not self._paused:
-            return
-        self._paused = False
-        self._start_reading()
-        if self._loop.get_debug():
-            logger.debug("%r resumes reading", self)
 
     def close(self) -> None:
         """Stop reading; connection_lost(None) once the buffer is flushed."""
@@ -807,7 +824,7 @@ def _pipe_mode(fd: int) -> int:
     return os.fstat(fd).st_mode
 
 
-class ReadPipeTransport(_Transport):
+class ReadPipeTransport(_Reader):
     """Read side of a pipe, FIFO, character device or socket."""
 
     __slots__ = ("_pipe", "_fileno", "_paused", "_rbuf")
@@ -847,12 +864,12 @@ class ReadPipeTransport(_Transport):
         if waiter is not None:
             loop.call_soon(_set_result_unless_cancelled, waiter, None)
 
+    def _reading_fd(self) -> int:
+        return int(self._fileno)
+
     def _start_reading(self) -> None:
         if self.is_reading():
             self._loop._add_reader(self._fileno, self._read_ready)
-
-    def is_reading(self) -> bool:
-        return not self._paused and not self._closing
 
     def __repr__(self) -> str:
         info = [self.__class__.__name__]
@@ -887,22 +904,6 @@ class ReadPipeTransport(_Transport):
             self._loop._remove_reader(self._fileno)
             self._loop.call_soon(self._protocol.eof_received)
             self._loop.call_soon(self._call_connection_lost, None)
-
-    def pause_reading(self) -> None:
-        if not self.is_reading():
-            return
-        self._paused = True
-        self._loop._remove_reader(self._fileno)
-        if self._loop.get_debug():
-            logger.debug("%r pauses reading", self)
-
-    def resume_reading(self) -> None:
-        if self._closing or not self._paused:
-            return
-        self._paused = False
-        self._loop._add_reader(self._fileno, self._read_ready)
-        if self._loop.get_debug():
-            logger.debug("%r resumes reading", self)
 
     def close(self) -> None:
         if not self._closing:
