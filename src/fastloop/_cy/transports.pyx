@@ -326,6 +326,11 @@ cdef class TransportBase:
         return self._protocol
 
     # Reading, for the transports that read (the write pipe's raise NotImplementedError).
+    def _start_reading(self):
+        # Scheduled by the constructor, after connection_made().
+        if not self._closing and not self._paused:
+            self.add_reader_c()
+
     def is_reading(self):
         return not self._closing and not self._paused
 
@@ -588,11 +593,6 @@ cdef class SelectorTransportBase(FlowControlTransport):
 
     def abort(self):
         self.force_close(None)
-
-    def _start_reading(self):
-        # Scheduled by the constructor, after connection_made().
-        if not self._closing and not self._paused:
-            self.add_reader_c()
 
     def close(self):
         if self._closing:
@@ -1248,10 +1248,6 @@ cdef class ReadPipeTransport(TransportBase):
         core.call_soon_c(self._start_reading, ())
         if waiter is not None:
             core.call_soon_c(aio_set_result_unless_cancelled, (waiter, None))
-
-    def _start_reading(self):
-        if not self._paused and not self._closing:
-            self.add_reader_c()
 
     def __repr__(self):
         info = [type(self).__name__]

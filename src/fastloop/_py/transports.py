@@ -221,8 +221,12 @@ class _Reader(_Transport):
     def _reading_fd(self) -> int:
         raise NotImplementedError
 
-    def _start_reading(self) -> None:
+    def _read_ready(self) -> None:
         raise NotImplementedError
+
+    def _start_reading(self) -> None:
+        if self.is_reading():
+            self._loop._add_reader(self._reading_fd(), self._read_ready)
 
     def is_reading(self) -> bool:
         return not self._closing and not self._paused
@@ -326,10 +330,6 @@ class _SocketBase(_FlowControl, _Reader):
 
     def _reading_fd(self) -> int:
         return self._sock_fd
-
-    def _start_reading(self) -> None:
-        if self.is_reading():
-            self._loop._add_reader(self._sock_fd, self._read_ready)
 
     def __repr__(self) -> str:
         info = [self.__class__.__name__]
@@ -866,10 +866,6 @@ class ReadPipeTransport(_Reader):
 
     def _reading_fd(self) -> int:
         return int(self._fileno)
-
-    def _start_reading(self) -> None:
-        if self.is_reading():
-            self._loop._add_reader(self._fileno, self._read_ready)
 
     def __repr__(self) -> str:
         info = [self.__class__.__name__]
