@@ -40,8 +40,9 @@ def pytest_configure(config):
 
 def loop_factory_for(kind: str):
     if kind == "aio":
-        # Not asyncio.new_event_loop(): a test may have installed fastloop's policy.
-        return asyncio.DefaultEventLoopPolicy().new_event_loop
+        # What asyncio.new_event_loop() makes by default on Unix, without going through
+        # the policy (a test may have installed fastloop's; policies warn on 3.14+).
+        return asyncio.SelectorEventLoop
     return loop_class(kind)
 
 

@@ -287,7 +287,7 @@ _reference_logs: dict[int, list[str]] = {}
 def _reference_log(seed: int) -> list[str]:
     """The program's log on stock asyncio (run once per seed, shared by both cores)."""
     if seed not in _reference_logs:
-        log = _run(asyncio.DefaultEventLoopPolicy().new_event_loop, seed)
+        log = _run(asyncio.SelectorEventLoop, seed)
         assert not any(entry.startswith("stuck") for entry in log), log
         _reference_logs[seed] = log
     return _reference_logs[seed]

@@ -1460,7 +1460,7 @@ KNOWN_DIVERGENCES: dict[tuple[str, str], str] = {}
 
 def make_loop(kind):
     if kind == "aio":
-        return asyncio.DefaultEventLoopPolicy().new_event_loop()
+        return asyncio.SelectorEventLoop()
     return loop_class(kind)()
 
 

@@ -1,9 +1,30 @@
 """fastloop: a fast drop-in replacement for the asyncio event loop."""
 
+import sys
+from typing import Any
+
 from ._impl import IMPLEMENTATION
 from ._loop import Loop
-from ._policy import Policy, install, new_event_loop, run
+from ._policy import install, new_event_loop, run
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["IMPLEMENTATION", "Loop", "Policy", "install", "new_event_loop", "run", "__version__"]
+__all__ = ["IMPLEMENTATION", "Loop", "install", "new_event_loop", "run", "__version__"]
+
+if sys.version_info >= (3, 14):
+    # Policies are deprecated from 3.14 on: looking the class up warns, as looking
+    # up asyncio.DefaultEventLoopPolicy does, and it leaves __all__ as asyncio's
+    # policy names did.
+
+    def __getattr__(name: str) -> Any:
+        if name == "Policy":
+            from ._policy import Policy, warn_policy_deprecated
+
+            warn_policy_deprecated("fastloop.Policy")
+            return Policy
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+else:
+    from ._policy import Policy
+
+    __all__ += ["Policy"]

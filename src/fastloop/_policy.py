@@ -2,8 +2,9 @@
 
 Python 3.14 deprecates event loop policies (removal planned for 3.16): the
 public policy names and get/set_event_loop_policy() warn there. ``run`` and
-``new_event_loop`` never touch policies; ``Policy`` subclasses a class that does
-not warn on any version; ``install`` says itself that it is deprecated on 3.14+.
+``new_event_loop`` never touch policies, so they never warn; on 3.14+ looking up
+``fastloop.Policy`` warns (as looking up ``asyncio.DefaultEventLoopPolicy`` does,
+see __init__.py) and so does ``install``, each from the caller's line.
 """
 
 from __future__ import annotations
@@ -41,6 +42,20 @@ class Policy(_DefaultPolicy):
         return new_event_loop()
 
 
+def warn_policy_deprecated(name: str, stacklevel: int = 3) -> None:
+    """Warn, from the caller's caller's line, that policy API ``name`` is deprecated.
+
+    The warning asyncio 3.14 gives for its own policy names, plus the way out.
+    """
+    warnings.warn(
+        f"{name!r} is deprecated and slated for removal in Python 3.16, as asyncio's "
+        "event loop policies are; use fastloop.run(main()) or "
+        "asyncio.run(main(), loop_factory=fastloop.new_event_loop)",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
+
+
 def install() -> None:
     """Set a fastloop Policy as asyncio's event loop policy.
 
@@ -48,14 +63,8 @@ def install() -> None:
     or ``asyncio.run(main(), loop_factory=fastloop.new_event_loop)``.
     """
     if sys.version_info >= (3, 14):
-        warnings.warn(
-            "fastloop.install() is deprecated on Python 3.14 and later, as asyncio "
-            "event loop policies are; use fastloop.run(main()) or "
-            "asyncio.run(main(), loop_factory=fastloop.new_event_loop)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        # The private setter: our warning above is the one the caller should see.
+        warn_policy_deprecated("fastloop.install")
+        # The private setter: the warning above is the one the caller should see.
         events._set_event_loop_policy(Policy())
     else:
         asyncio.set_event_loop_policy(Policy())

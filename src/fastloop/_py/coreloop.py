@@ -15,6 +15,9 @@ import weakref
 from asyncio import base_events as aio_base_events
 from asyncio import coroutines as aio_coroutines
 from asyncio.log import logger
+
+# The private twin where it exists (3.14+): the public name warns there.
+_iscoroutinefunction = getattr(aio_coroutines, "_iscoroutinefunction", aio_coroutines.iscoroutinefunction)
 from collections import deque
 from contextvars import Context, copy_context
 from math import ceil
@@ -130,7 +133,7 @@ class CoreLoop:
             )
 
     def _check_callback(self, callback: object, method: str) -> None:
-        if aio_coroutines.iscoroutine(callback) or aio_coroutines.iscoroutinefunction(callback):
+        if aio_coroutines.iscoroutine(callback) or _iscoroutinefunction(callback):
             raise TypeError(f"coroutines cannot be used with {method}()")
         if not callable(callback):
             raise TypeError(f"a callable object was expected by {method}(), got {callback!r}")
