@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 else:
     _CoreLoop = object
 
+# The public name warns from 3.14 (deprecated); asyncio itself calls the private one there.
+_iscoroutinefunction = getattr(coroutines, "_iscoroutinefunction", coroutines.iscoroutinefunction)
+
 
 def _check_signal(sig: object) -> None:
     """Raise TypeError or ValueError, like asyncio, for a bad signal number."""
@@ -58,7 +61,7 @@ class SignalMixin(_CoreLoop):
 
     def add_signal_handler(self, sig: int, callback: Callable[..., object], *args: Any) -> None:
         """Run ``callback(*args)`` from the loop whenever signal ``sig`` arrives."""
-        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+        if coroutines.iscoroutine(callback) or _iscoroutinefunction(callback):
             raise TypeError("coroutines cannot be used with add_signal_handler()")
         _check_signal(sig)
         self._check_closed()

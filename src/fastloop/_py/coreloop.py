@@ -26,6 +26,11 @@ from .timers import TimerQueue
 from .transports import DatagramTransport, ReadPipeTransport, SocketTransport, WritePipeTransport
 from .waker import Waker
 
+# The public name warns from 3.14 (deprecated); asyncio itself calls the private one there.
+_iscoroutinefunction = getattr(
+    aio_coroutines, "_iscoroutinefunction", aio_coroutines.iscoroutinefunction
+)
+
 if TYPE_CHECKING:
     import asyncio
     import socket
@@ -130,7 +135,7 @@ class CoreLoop:
             )
 
     def _check_callback(self, callback: object, method: str) -> None:
-        if aio_coroutines.iscoroutine(callback) or aio_coroutines.iscoroutinefunction(callback):
+        if aio_coroutines.iscoroutine(callback) or _iscoroutinefunction(callback):
             raise TypeError(f"coroutines cannot be used with {method}()")
         if not callable(callback):
             raise TypeError(f"a callable object was expected by {method}(), got {callback!r}")
