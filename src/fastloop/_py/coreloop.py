@@ -587,6 +587,11 @@ class CoreLoop:
             handle = popleft()
             if handle._cancelled:
                 continue
+            if handle.__class__ is not Handle and handle.__class__ is not TimerHandle:
+                # A foreign handle (asyncio's _ThreadSafeHandle, whose _run takes
+                # its lock) runs as it says, as in the Cython twin.
+                handle._run()
+                continue
             # Handle._run() written out: a call less per callback.
             args = handle._args
             try:
