@@ -44,6 +44,7 @@ import importlib.util
 import io
 import json
 import os
+import signal
 import sys
 import threading
 import unittest
@@ -376,6 +377,11 @@ def main(argv=None) -> int:
     parser.add_argument("modules", nargs="*", default=DEFAULT_MODULES)
     args = parser.parse_args(argv)
 
+    # Started with SIGINT ignored (as a background job of a shell without job control
+    # is), Python leaves it so; test_runners' tests interrupt themselves with
+    # _thread.interrupt_main(), which then does nothing, and they wait forever.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     install(args.core)
     import logging
 
