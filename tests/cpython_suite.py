@@ -30,8 +30,9 @@ How the tests are made to use our loop (each path was checked in the 3.10-3.14 s
 Each test is classified by which loops it made: `fastloop` (at least one of ours),
 `testloop` (only TestLoop) or `other` (a mocked BaseEventLoop, or no loop at all).
 
-A test still running after PER_TEST_TIMEOUT seconds is recorded as an error, the results
-so far are written, and the run ends there (a hung loop cannot be taken back).
+A test still running after PER_TEST_TIMEOUT seconds is recorded as an error and the
+loops it runs are stopped, which fails it and lets the run go on; should it still run
+STOP_GRACE seconds later, the results so far are written and the run ends there.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import faulthandler
+import functools
 import importlib
 import importlib.util
 import io
@@ -48,6 +50,7 @@ import signal
 import sys
 import threading
 import unittest
+import weakref
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -107,6 +110,19 @@ SELECTOR_LOOP_MODULES = {
     "test_server",
 }
 
+# White-box tests that hang on our loop, so that they would end the run (a stopped
+# loop does not help: their cleanup waits for a thread that waits for data). They are
+# not run on fastloop but recorded as failed with this reason, and listed in
+# cpython_known_failures.txt; `aio` runs them.
+NOT_RUN_ON_FASTLOOP = {
+    "test.test_asyncio.test_ssl.TestSSL.test_remote_shutdown_receives_trailing_data_on_slow_socket": (
+        "white-box: waits for close() to set the transport's private _read_ready_cb to "
+        "None, to then replace its _sock; our transports have no _read_ready_cb, so the "
+        "patched write() raises AttributeError inside SSLProtocol, the data is never "
+        "sent and the test's server thread waits for it forever"
+    ),
+}
+
 # Modules that make loops with asyncio.EventLoop (3.13+), replaced while they run.
 EVENT_LOOP_MODULES = {
     "test_tasks",
@@ -114,22 +130,27 @@ EVENT_LOOP_MODULES = {
     "test_eager_task_factory",
 }
 
-# A test that hangs is a failure too; this bounds one test, generously.
+# A test that hangs is a failure too; this bounds one test, generously. Its running
+# loops are then stopped; a test still running STOP_GRACE seconds later ends the run.
 PER_TEST_TIMEOUT = 120
+STOP_GRACE = 30
 # faulthandler's hard stop, should the watchdog thread never get the GIL.
-HARD_TIMEOUT = PER_TEST_TIMEOUT + 60
+HARD_TIMEOUT = PER_TEST_TIMEOUT + STOP_GRACE + 30
 
 
 class Counters:
+    core = ""
     fastloop_loops = 0
     test_loops = 0
     new_loop = None  # the factory install() made
+    loops: weakref.WeakSet = weakref.WeakSet()  # every loop new_loop made, while alive
     stock_selector_loop = None  # asyncio's own classes, before any replacement
     stock_event_loop = None
 
 
 def install(core_kind: str) -> None:
     """Make the test modules use the loop of `core_kind` (see the module docstring)."""
+    Counters.core = core_kind
     Counters.stock_selector_loop = asyncio.SelectorEventLoop
     Counters.stock_event_loop = getattr(asyncio, "EventLoop", None)  # 3.13+
     if core_kind == "aio":
@@ -141,7 +162,9 @@ def install(core_kind: str) -> None:
 
     def new_loop(*_selector):
         Counters.fastloop_loops += 1
-        return factory_cls()
+        loop = factory_cls()
+        Counters.loops.add(loop)
+        return loop
 
     if sys.version_info >= (3, 14):
         # The public policy names warn there ("slated for removal in Python 3.16");
@@ -194,6 +217,10 @@ class RecordingResult(unittest.TestResult):
         Run.stop_watchdog()
         super().stopTest(test)
         rec = self.records.setdefault(test.id(), {"outcome": "passed", "detail": ""})
+        if test.id() in Run.hung:
+            rec["outcome"] = "error"
+            rec["detail"] = (f"timed out after {PER_TEST_TIMEOUT} s: its loops were stopped "
+                             f"(tracebacks on stderr)\n{rec['detail']}")
         if Counters.fastloop_loops > self._before[0]:
             rec["loop"] = "fastloop"
         elif Counters.test_loops > self._before[1]:
@@ -251,6 +278,9 @@ def load(module: str) -> unittest.TestSuite:
     name = f"test.test_asyncio.{module}"
     suite = unittest.defaultTestLoader.loadTestsFromName(name)
     for test in _iter_tests(suite):
+        reason = NOT_RUN_ON_FASTLOOP.get(test.id()) if Counters.core != "aio" else None
+        if reason is not None:
+            setattr(test, test._testMethodName, functools.partial(test.fail, f"not run: {reason}"))
         # A class that names asyncio.EventLoop as its loop_factory (bound at import).
         for klass in type(test).__mro__:
             stock = Counters.stock_event_loop
@@ -313,15 +343,20 @@ class Run:
     everything: dict[str, dict] = {}
     module = ""
     result: RecordingResult | None = None
+    hung: set[str] = set()  # tests whose loops the watchdog stopped
     _watchdog: threading.Timer | None = None
 
     @classmethod
     def start_watchdog(cls, test_id: str) -> None:
-        cls._watchdog = threading.Timer(PER_TEST_TIMEOUT, cls._timed_out, (test_id,))
-        cls._watchdog.daemon = True
-        cls._watchdog.start()
+        cls._arm(PER_TEST_TIMEOUT, cls._stop_loops, test_id)
         # The backstop, should the watchdog thread never run.
         faulthandler.dump_traceback_later(HARD_TIMEOUT, exit=True)
+
+    @classmethod
+    def _arm(cls, seconds: float, action, test_id: str) -> None:
+        cls._watchdog = threading.Timer(seconds, action, (test_id,))
+        cls._watchdog.daemon = True
+        cls._watchdog.start()
 
     @classmethod
     def stop_watchdog(cls) -> None:
@@ -329,6 +364,23 @@ class Run:
         if cls._watchdog is not None:
             cls._watchdog.cancel()
             cls._watchdog = None
+
+    @classmethod
+    def _stop_loops(cls, test_id: str) -> None:
+        """First stage of a hang: stop every running loop, so that the test fails.
+
+        run_until_complete() then raises 'Event loop stopped before Future
+        completed' and the test's cleanup runs; the run goes on.
+        """
+        faulthandler.dump_traceback(all_threads=True)
+        cls.hung.add(test_id)
+        for loop in list(Counters.loops):
+            if loop.is_running():
+                try:
+                    loop.call_soon_threadsafe(loop.stop)
+                except RuntimeError:  # closed meanwhile
+                    pass
+        cls._arm(STOP_GRACE, cls._timed_out, test_id)
 
     @classmethod
     def _timed_out(cls, test_id: str) -> None:
@@ -340,7 +392,8 @@ class Run:
             made_ours = Counters.fastloop_loops > cls.result._before[0]
         cls.everything[test_id] = {
             "outcome": "error",
-            "detail": f"timed out after {PER_TEST_TIMEOUT} s (tracebacks on stderr); "
+            "detail": f"timed out after {PER_TEST_TIMEOUT} s, and still running "
+            f"{STOP_GRACE} s after its loops were stopped (tracebacks on stderr); "
             f"the run ended here",
             "loop": "fastloop" if made_ours else "other",
             "module": cls.module,
