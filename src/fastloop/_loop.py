@@ -28,6 +28,7 @@ from ._unix import SignalMixin
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable
     from concurrent.futures import Executor
+    from contextvars import Context
     from types import ModuleType
 
 _BaseEventLoop = base_events.BaseEventLoop
@@ -101,8 +102,8 @@ class LoopMixin(NetMixin, SubprocessMixin, SignalMixin):
     if hasattr(events, "_ThreadSafeHandle"):  # asyncio 3.12.8+, 3.13.1+, 3.14
 
         def call_soon_threadsafe(
-            self, callback: Callable[..., object], *args: Any, context: Any = None
-        ) -> asyncio.Handle:
+            self, callback: Callable[..., object], *args: Any, context: Context | None = None
+        ) -> Any:  # an asyncio.Handle (typeshed knows no _ThreadSafeHandle), not the core's
             """Like call_soon(), but callable from any thread: wakes the loop.
 
             The handle is asyncio's own ``_ThreadSafeHandle``, as there: its lock

@@ -69,7 +69,7 @@ def _write_type_error() -> str:
     asked: its write() checks the type first, before it touches ``self``.
     """
     try:
-        aio_selector_events._SelectorSocketTransport.write(None, None)  # type: ignore[arg-type]
+        aio_selector_events._SelectorSocketTransport.write(None, None)  # type: ignore[attr-defined]
     except TypeError as exc:
         start, sep, _ = str(exc).rpartition(", not ")
         if sep:
