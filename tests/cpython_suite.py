@@ -418,8 +418,8 @@ class Run:
             print(f"FAIL {tid}: {last[0][:200]}")
         if cls.json_path:
             with open(cls.json_path, "w") as f:
-                data = {"python": sys.version.split()[0], "core": cls.core, "tests": cls.everything}
-                json.dump(data, f)
+                version = sys.version.split()[0]
+                json.dump({"python": version, "core": cls.core, "tests": cls.everything}, f)
         return 1 if bad else 0
 
 

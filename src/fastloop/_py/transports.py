@@ -69,7 +69,8 @@ def _write_type_error() -> str:
     asked: its write() checks the type first, before it touches ``self``.
     """
     try:
-        aio_selector_events._SelectorSocketTransport.write(None, None)  # type: ignore[attr-defined]
+        stdlib_cls = aio_selector_events._SelectorSocketTransport  # type: ignore[attr-defined]
+        stdlib_cls.write(None, None)
     except TypeError as exc:
         start, sep, _ = str(exc).rpartition(", not ")
         if sep:
