@@ -445,3 +445,50 @@ def test_asyncio_pstree_draws_the_task_tree_of_a_process(target_process):
     assert sum("(T) fl-worker-" in line for line in lines) == 2
     assert sum(line.lstrip(" │├└─").startswith("leaf ") for line in lines) == 2
     assert sum(line.lstrip(" │├└─").startswith("Event.wait ") for line in lines) == 2
+
+
+# --- a child's exit is published as it is reaped (gh-127049) ----------------------------
+
+
+@needs_314
+@pytest.mark.parametrize("watch", ["notifier", "thread"])
+def test_no_signal_reaches_a_reaped_child(loop, loop_kind, monkeypatch, watch):
+    """kill() between the reaping of a child and the publishing of its exit would signal
+    a pid the kernel may already have given to another process; 3.14 leaves no such
+    window (the thread watcher waits with WNOWAIT, the loop reaps and publishes)."""
+    from fastloop import _subprocess
+
+    assert _subprocess._PUBLISH_WITH_REAP
+    if loop_kind == "aio" and watch == "thread":
+        pytest.skip("asyncio picks its child watcher when the loop is made")
+    monkeypatch.setattr(_subprocess, "use_exit_notifier", watch == "notifier")
+    reaped, stale_kills = set(), []
+    real_waitpid, real_kill = os.waitpid, os.kill
+
+    def waitpid(pid, options):
+        result = real_waitpid(pid, options)
+        if result[0] != 0:
+            reaped.add(result[0])
+        return result
+
+    def kill(pid, sig):
+        if pid in reaped:
+            stale_kills.append(pid)
+        else:
+            real_kill(pid, sig)
+
+    monkeypatch.setattr(os, "waitpid", waitpid)
+    monkeypatch.setattr(os, "kill", kill)
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import time; time.sleep(60)")
+        deadline = loop.time() + DEADLINE
+        while proc.returncode is None:
+            assert loop.time() < deadline, "the child's exit was not published"
+            proc.kill()
+            await asyncio.sleep(0)
+        return await proc.wait()
+
+    assert loop.run_until_complete(main()) == -9
+    assert stale_kills == []
