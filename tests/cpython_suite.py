@@ -435,6 +435,7 @@ def main(argv=None) -> int:
     # _thread.interrupt_main(), which then does nothing, and they wait forever.
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    faulthandler.enable()  # a crash in a core prints where it happened
     install(args.core)
     import logging
 

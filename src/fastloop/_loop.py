@@ -99,7 +99,7 @@ class LoopMixin(NetMixin, SubprocessMixin, SignalMixin):
     _asyncgen_finalizer_hook = _BaseEventLoop._asyncgen_finalizer_hook
     # --- end of borrowed block ------------------------------------------------
 
-    if hasattr(events, "_ThreadSafeHandle"):  # asyncio 3.12.8+, 3.13.1+, 3.14
+    if hasattr(events, "_ThreadSafeHandle"):  # 3.14, and 3.12/3.13 releases with the backport
 
         def call_soon_threadsafe(
             self, callback: Callable[..., object], *args: Any, context: Context | None = None
