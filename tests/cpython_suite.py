@@ -46,8 +46,10 @@ import importlib.util
 import io
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import unittest
 import weakref
@@ -437,6 +439,16 @@ def main(argv=None) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     faulthandler.enable()  # a crash in a core prints where it happened
     install(args.core)
+    # Tests write files (support.TESTFN) to the working directory, and a test that
+    # fails midway leaves them: work in a directory of our own, as regrtest does.
+    sys.path[:] = [os.path.abspath(entry) if entry else entry for entry in sys.path]
+    if os.environ.get("PYTHONPATH"):
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            os.path.abspath(entry) for entry in os.environ["PYTHONPATH"].split(os.pathsep))
+    if args.json:
+        args.json = os.path.abspath(args.json)
+    workdir = tempfile.mkdtemp(prefix="cpython-suite-")
+    os.chdir(workdir)
     import logging
 
     # The suite's tests log on purpose (slow callbacks, unhandled errors); keep the
@@ -452,6 +464,8 @@ def main(argv=None) -> int:
             continue
         Run.add(module, records)
         print(summarise(module, records), flush=True)
+    os.chdir(HERE)
+    shutil.rmtree(workdir, ignore_errors=True)
     return Run.finish()
 
 
