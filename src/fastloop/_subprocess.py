@@ -136,7 +136,7 @@ def _reap_in_thread(pid: int, on_exit: Callable[[int | None], object]) -> None:
 
 
 def _wait_in_thread(pid: int, on_exit: Callable[[], object]) -> None:
-    """In a daemon thread, wait until ``pid`` has exited, without reaping it; then ``on_exit()``."""
+    """Wait in a daemon thread until ``pid`` has exited, not reaping it; then ``on_exit()``."""
 
     def wait() -> None:
         try:
