@@ -50,6 +50,33 @@ _UnixLoop = unix_events._UnixSelectorEventLoop
 _SENDFILE_BLOCK = 16384
 
 
+def _sendfile_fallback_seeks_to_zero() -> bool:
+    """Whether asyncio's sendfile fallback seeks for offset=0 too.
+
+    3.14's does (whenever the file has seek()), so that offset=0 means the start
+    of the file; earlier ones seek only for a non-zero offset, so 0 meant "from
+    where it stands". Asked of asyncio's own fallback, which seeks before it
+    refuses a transport that is not its own (here: None).
+    """
+    sought = []
+
+    class _File:
+        def seek(self, pos: int) -> None:
+            sought.append(pos)
+
+    coro = _BaseEventLoop._sendfile_fallback(None, None, _File(), 0, None)
+    try:
+        coro.send(None)
+    except (TypeError, AttributeError):
+        pass
+    finally:
+        coro.close()
+    return sought == [0]
+
+
+_SENDFILE_SEEKS_TO_ZERO = _sendfile_fallback_seeks_to_zero()
+
+
 class _SendfileFallbackProtocol(base_events._SendfileFallbackProtocol):
     """asyncio's sendfile fallback protocol, minus its transport type check.
 
@@ -168,7 +195,7 @@ class NetMixin(_CoreLoop):
         ``transports._FlowControlMixin``, which ours are not (docs/transports.md);
         its fallback protocol is reused, set up here without that check.
         """
-        if offset:
+        if offset or (_SENDFILE_SEEKS_TO_ZERO and hasattr(file, "seek")):
             file.seek(offset)
         blocksize = min(count, _SENDFILE_BLOCK) if count else _SENDFILE_BLOCK
         buf = bytearray(blocksize)

@@ -29,6 +29,7 @@ import select
 import threading
 from asyncio import base_events
 from asyncio.log import logger
+from asyncio.unix_events import _UnixSelectorEventLoop as _UnixSelectorLoop
 from asyncio.unix_events import _UnixSubprocessTransport
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,15 @@ UNKNOWN_RETURNCODE = 255
 
 # Tests set this to False to exercise the thread fallback where pidfds or kqueue exist.
 use_exit_notifier = True
+
+# asyncio 3.14 reaps a child and publishes its exit (transport._process_exited) in one
+# step of the loop thread, so that no send_signal() can reach the pid once it is free
+# for reuse (gh-127049); its thread watcher waits with waitid(WNOWAIT), which does not
+# reap. Earlier versions publish on a later iteration, through call_soon_threadsafe.
+# Asked of the running asyncio: does its watcher callback go through the queue?
+_PUBLISH_WITH_REAP = "call_soon_threadsafe" not in (
+    _UnixSelectorLoop._child_watcher_callback.__code__.co_names
+)
 
 
 class _Pidfd:
@@ -125,6 +135,19 @@ def _reap_in_thread(pid: int, on_exit: Callable[[int | None], object]) -> None:
     thread.start()
 
 
+def _wait_in_thread(pid: int, on_exit: Callable[[], object]) -> None:
+    """Wait in a daemon thread until ``pid`` has exited, not reaping it; then ``on_exit()``."""
+
+    def wait() -> None:
+        try:
+            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:  # reaped elsewhere already
+            pass
+        on_exit()
+
+    threading.Thread(target=wait, name=f"fastloop-waitpid-{pid}", daemon=True).start()
+
+
 class SubprocessMixin(_CoreLoop):
     """The subprocess half of the loop; needs the core's _add_reader and the pipes."""
 
@@ -182,6 +205,8 @@ class SubprocessMixin(_CoreLoop):
         self._children[pid] = (transport, notifier)
         if notifier is not None:
             self._add_reader(notifier.fileno(), self._on_child_exit_notified, pid)
+        elif _PUBLISH_WITH_REAP and hasattr(os, "waitid"):
+            _wait_in_thread(pid, functools.partial(self._on_child_waited, pid))
         else:
             _reap_in_thread(pid, functools.partial(self._on_child_reaped, pid))
 
@@ -194,13 +219,29 @@ class SubprocessMixin(_CoreLoop):
         # nothing left for _close_children to do.
         self._children[pid] = (transport, None)
         self._close_notifier(notifier)
-        # Delivered on the next iteration, as asyncio's pidfd watcher does.
-        self.call_soon(self._child_exited, pid, _reap(pid))
+        if _PUBLISH_WITH_REAP:
+            self._child_exited(pid, _reap(pid))
+        else:
+            # Delivered on the next iteration, as asyncio's pidfd watcher then does.
+            self.call_soon(self._child_exited, pid, _reap(pid))
 
     def _close_notifier(self, notifier: _ExitNotifier) -> None:
         """Stop watching ``notifier`` and close it."""
         self._remove_reader(notifier.fileno())
         notifier.close()
+
+    def _on_child_waited(self, pid: int) -> None:
+        """In a waiting thread: ``pid`` has exited; the loop reaps it and publishes."""
+        try:
+            self.call_soon_threadsafe(self._reap_and_publish, pid)
+        except RuntimeError:  # the loop was closed while the child ran
+            _reap(pid)
+            logger.warning("Loop %r that handles pid %r is closed", self, pid)
+
+    def _reap_and_publish(self, pid: int) -> None:
+        """Reap ``pid`` and tell its transport, in one step (no kill() in between)."""
+        if pid in self._children:  # not handed over by _close_children
+            self._child_exited(pid, _reap(pid))
 
     def _on_child_reaped(self, pid: int, returncode: int | None) -> None:
         """In a waiting thread: pass the child's returncode to the loop."""
@@ -231,4 +272,8 @@ class SubprocessMixin(_CoreLoop):
             if notifier is not None:
                 self._close_notifier(notifier)
                 _reap_in_thread(pid, functools.partial(self._on_child_reaped, pid))
+            elif _PUBLISH_WITH_REAP:
+                # Its thread only waits (WNOWAIT): it may have queued the reap on this
+                # loop already, which will not run now. (It warns when it wakes.)
+                _reap_in_thread(pid, lambda returncode: None)
         self._children.clear()

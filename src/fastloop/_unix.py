@@ -19,9 +19,6 @@ import sys
 import warnings
 from asyncio import coroutines
 from asyncio.log import logger
-
-# The private twin where it exists (3.14+): the public name warns there.
-_iscoroutinefunction = getattr(coroutines, "_iscoroutinefunction", coroutines.iscoroutinefunction)
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -33,6 +30,9 @@ if TYPE_CHECKING:
     from ._cy.core import Handle
 else:
     _CoreLoop = object
+
+# The public name warns from 3.14 (deprecated); asyncio itself calls the private one there.
+_iscoroutinefunction = getattr(coroutines, "_iscoroutinefunction", coroutines.iscoroutinefunction)
 
 
 def _check_signal(sig: object) -> None:

@@ -33,9 +33,9 @@ cdef object aio_extract_stack = asyncio.format_helpers.extract_stack
 cdef object aio_format_callback_source = asyncio.format_helpers._format_callback_source
 cdef object aio_format_handle = asyncio.base_events._format_handle
 cdef object aio_iscoroutine = asyncio.coroutines.iscoroutine
-# The private twin where it exists (3.14+): the public name warns there.
-cdef object aio_iscoroutinefunction = getattr(asyncio.coroutines, '_iscoroutinefunction',
-                                              asyncio.coroutines.iscoroutinefunction)
+# The public name warns from 3.14 (deprecated); asyncio itself calls the private one there.
+cdef object aio_iscoroutinefunction = getattr(
+    asyncio.coroutines, '_iscoroutinefunction', asyncio.coroutines.iscoroutinefunction)
 cdef object aio_logger = asyncio.log.logger
 
 READ = FL_READ

@@ -68,6 +68,25 @@ except ImportError:
 
 cdef bint PY312 = sys_version_info >= (3, 12)
 cdef bint PY313 = sys_version_info >= (3, 13)
+
+
+cdef str write_type_error():
+    """The start of the TypeError asyncio's stream write() raises for a non-buffer.
+
+    gh-138703 reworded it within release series ("a bytes-like object" became "a
+    bytes, bytearray, or memoryview object" in 3.14), so the running asyncio is
+    asked: its write() checks the type first, before it touches `self`.
+    """
+    try:
+        asyncio.selector_events._SelectorSocketTransport.write(None, None)
+    except TypeError as exc:
+        start, sep, _ = str(exc).rpartition(', not ')
+        if sep:
+            return start
+    return 'data argument must be a bytes-like object'
+
+
+cdef str WRITE_TYPE_ERROR = write_type_error()
 # 3.13 sends empty datagrams and counts 8 header bytes per queued datagram (only
 # when queueing it: asyncio's own accounting, kept as is).
 cdef Py_ssize_t DGRAM_HEADER = 8 if PY313 else 0
@@ -870,8 +889,7 @@ cdef class SocketTransport(SelectorTransportBase):
         elif isinstance(data, (bytes, bytearray, memoryview)):
             is_bytes = PyBytes_Check(data)
         else:
-            raise TypeError(f'data argument must be a bytes-like object, '
-                            f'not {type(data).__name__!r}')
+            raise TypeError(f'{WRITE_TYPE_ERROR}, not {type(data).__name__!r}')
         if self._eof:
             raise RuntimeError('Cannot call write() after write_eof()')
         if self._empty_waiter is not None:

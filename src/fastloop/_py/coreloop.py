@@ -15,9 +15,6 @@ import weakref
 from asyncio import base_events as aio_base_events
 from asyncio import coroutines as aio_coroutines
 from asyncio.log import logger
-
-# The private twin where it exists (3.14+): the public name warns there.
-_iscoroutinefunction = getattr(aio_coroutines, "_iscoroutinefunction", aio_coroutines.iscoroutinefunction)
 from collections import deque
 from contextvars import Context, copy_context
 from math import ceil
@@ -28,6 +25,11 @@ from .poller import READ, WRITE, Poller
 from .timers import TimerQueue
 from .transports import DatagramTransport, ReadPipeTransport, SocketTransport, WritePipeTransport
 from .waker import Waker
+
+# The public name warns from 3.14 (deprecated); asyncio itself calls the private one there.
+_iscoroutinefunction = getattr(
+    aio_coroutines, "_iscoroutinefunction", aio_coroutines.iscoroutinefunction
+)
 
 if TYPE_CHECKING:
     import asyncio
@@ -584,6 +586,11 @@ class CoreLoop:
         for _ in range(ntodo):
             handle = popleft()
             if handle._cancelled:
+                continue
+            if handle.__class__ is not Handle and handle.__class__ is not TimerHandle:
+                # A foreign handle (asyncio's _ThreadSafeHandle, whose _run takes
+                # its lock) runs as it says, as in the Cython twin.
+                handle._run()
                 continue
             # Handle._run() written out: a call less per callback.
             args = handle._args

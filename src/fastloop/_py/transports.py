@@ -60,6 +60,26 @@ _DGRAM_HEADER = 8 if _PY313 else 0
 # At most this many datagrams are read per readiness report (libuv reads up to 32).
 DGRAMS_PER_WAKEUP = 16
 
+
+def _write_type_error() -> str:
+    """The start of the TypeError asyncio's stream write() raises for a non-buffer.
+
+    gh-138703 reworded it within release series ("a bytes-like object" became "a
+    bytes, bytearray, or memoryview object" in 3.14), so the running asyncio is
+    asked: its write() checks the type first, before it touches ``self``.
+    """
+    try:
+        stdlib_cls = aio_selector_events._SelectorSocketTransport  # type: ignore[attr-defined]
+        stdlib_cls.write(None, None)
+    except TypeError as exc:
+        start, sep, _ = str(exc).rpartition(", not ")
+        if sep:
+            return start
+    return "data argument must be a bytes-like object"
+
+
+_WRITE_TYPE_ERROR = _write_type_error()
+
 _set_result_unless_cancelled = (
     aio_futures._set_result_unless_cancelled  # type: ignore[attr-defined]
 )
@@ -543,9 +563,7 @@ class SocketTransport(_SocketBase):
     def write(self, data: ReadableBuffer) -> None:
         """Send ``data`` now if possible; buffer what the socket does not take."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(
-                f"data argument must be a bytes-like object, not {type(data).__name__!r}"
-            )
+            raise TypeError(f"{_WRITE_TYPE_ERROR}, not {type(data).__name__!r}")
         if self._eof or self._empty_waiter is not None:
             self._check_writable("write")
         if not data:
