@@ -9,40 +9,41 @@
 # with the GIL those locks compile to nothing. docs/free-threading.md.
 
 
-cdef int ready_grow(ReadyQueue *q, Py_ssize_t need=0) except -1:
+# The ring's own functions report running out of memory by returning False instead
+# of raising: their callers hold the loop's lock, and raise once they let go of it.
+
+cdef bint ready_grow(ReadyQueue *q, Py_ssize_t need=0) noexcept:
     """Double the ring's capacity, or more until it holds `need` handles."""
     cdef Py_ssize_t i, capacity = q.capacity * 2 if q.capacity else READY_INITIAL_CAPACITY
     while capacity < need:
         capacity *= 2
     cdef PyObject **items = <PyObject **>PyMem_Malloc(capacity * sizeof(PyObject *))
     if items is NULL:
-        raise MemoryError()
+        return False
     for i in range(q.size):
         items[i] = q.items[(q.head + i) % q.capacity]
     PyMem_Free(q.items)
     q.items = items
     q.head = 0
     q.capacity = capacity
-    return 0
+    return True
 
 
-cdef inline int ready_push(ReadyQueue *q, object handle) except -1:
-    if q.size == q.capacity:
-        ready_grow(q)
+cdef inline bint ready_push(ReadyQueue *q, object handle) noexcept:
+    if q.size == q.capacity and not ready_grow(q):
+        return False
     cdef Py_ssize_t tail = q.head + q.size
     if tail >= q.capacity:
         tail -= q.capacity
     q.items[tail] = <PyObject *>handle
     fl_incref(<PyObject *>handle)
     q.size += 1
-    return 0
+    return True
 
 
-cdef inline int ready_reserve(ReadyQueue *q, Py_ssize_t extra) except -1:
+cdef inline bint ready_reserve(ReadyQueue *q, Py_ssize_t extra) noexcept:
     """Make room for `extra` more handles, so that ready_push_steal cannot fail."""
-    if q.size + extra > q.capacity:
-        ready_grow(q, q.size + extra)
-    return 0
+    return q.size + extra <= q.capacity or ready_grow(q, q.size + extra)
 
 
 cdef inline void ready_push_steal(ReadyQueue *q, PyObject *handle) noexcept:
@@ -72,10 +73,10 @@ cdef inline PyObject *ready_pop(ReadyQueue *q) noexcept:
 cdef inline int ready_push_locked(CoreLoop loop, object handle) except -1:
     cdef fl_lock_t cs
     fl_lock(&cs, loop)
-    try:
-        ready_push(&loop.ready, handle)
-    finally:
-        fl_unlock(&cs)
+    cdef bint pushed = ready_push(&loop.ready, handle)
+    fl_unlock(&cs)
+    if not pushed:
+        raise MemoryError()
     return 0
 
 
@@ -297,19 +298,20 @@ cdef class CoreLoop:
             check_callback(callback, 'call_soon_threadsafe')
         cdef Handle handle = self.new_handle(callback, args, context)
         cdef fl_lock_t cs
-        cdef bint closed
+        cdef bint closed, pushed = False
         # Checked again under the lock: close() may have run in another thread since.
         # Queue first, wake second: the order waker.pyx's proof relies on.
         fl_lock(&cs, self)
-        try:
-            closed = self._closed
-            if not closed:
-                ready_push(&self.ready, handle)
+        closed = self._closed
+        if not closed:
+            pushed = ready_push(&self.ready, handle)
+            if pushed:
                 self.waker.wake_c()
-        finally:
-            fl_unlock(&cs)
+        fl_unlock(&cs)
         if closed:
             raise RuntimeError('Event loop is closed')
+        if not pushed:
+            raise MemoryError()
         return handle
 
     def call_later(self, delay, callback, *args, context=None):

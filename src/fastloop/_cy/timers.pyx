@@ -176,13 +176,11 @@ cdef class TimerQueue:
         # The ring is the loop's, shared with other threads: locked from the room
         # made on it to the last handle placed, so that no one else takes that room.
         fl_lock(&cs, loop)
-        try:
-            # Room on the ready queue for all of them, so that nothing below can fail
-            # with handles taken off the heap but not yet placed.
-            ready_reserve(ready, self.size)
-        except BaseException:
+        # Room on the ready queue for all of them, so that nothing below can fail
+        # with handles taken off the heap but not yet placed.
+        if not ready_reserve(ready, self.size):
             fl_unlock(&cs)
-            raise
+            raise MemoryError()
         due = self.due
         while self.size and self.heap[0].when < end:
             due[n] = self.remove_top()
