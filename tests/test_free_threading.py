@@ -23,9 +23,9 @@ from helpers import DEADLINE, import_core, run, run_briefly
 
 FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 
-# Calls each of the 8 threads makes in test_threadsafe_from_8_threads; the brief asks for
-# 100k, which takes about a second per loop on a free two-core machine (measured on
-# 3.14t: cy 0.5 s, py 1.2 s, aio 1.5 s). FASTLOOP_FT_CALLS changes it.
+# Calls each of the 8 threads makes in test_threadsafe_from_8_threads. 100k takes, on two
+# cores shared with other work (3.11, 3.14, 3.14t): cy 0.3-1.3 s, py 0.9-2.1 s, aio
+# 2.2-5.4 s. FASTLOOP_FT_CALLS changes it.
 CALLS_PER_THREAD = int(os.environ.get("FASTLOOP_FT_CALLS", "100000"))
 
 # asyncio makes call_soon_threadsafe's handles safe to cancel from another thread only
