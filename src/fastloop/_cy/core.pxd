@@ -45,6 +45,22 @@ cdef extern from "compat.h" nogil:
     void fl_waker_drain(int rfd)
 
 
+# Locks and atomics for free-threaded builds, no-ops on GIL builds
+# (includes/freethreading.h; docs/free-threading.md says what each one guards).
+cdef extern from "freethreading.h":
+    enum:
+        FL_FREE_THREADED
+    ctypedef struct fl_lock_t:
+        pass
+    void fl_lock(fl_lock_t *cs, object obj)
+    void fl_unlock(fl_lock_t *cs)
+    Py_ssize_t fl_load_ssize(Py_ssize_t *p)
+    void fl_store_ssize(Py_ssize_t *p, Py_ssize_t v)
+    void fl_add_ssize(Py_ssize_t *p, Py_ssize_t v)
+    int fl_load_int(int *p)
+    void fl_store_int(int *p, int v)
+
+
 cdef extern from "net.h" nogil:
     enum:
         FL_IOV_BATCH
@@ -106,6 +122,9 @@ ctypedef struct ReadyQueue:
 
 # timers.pyx
 
+cdef class CoreLoop              # declared below; TimerQueue moves due timers onto its ring
+
+
 ctypedef struct TimerEntry:
     double when                 # the heap key: the deadline, NaN mapped to -inf
     unsigned long long seq      # ties fire in scheduling order
@@ -116,7 +135,7 @@ cdef class TimerQueue:
     cdef TimerEntry *heap
     cdef Py_ssize_t size
     cdef Py_ssize_t capacity
-    cdef Py_ssize_t ncancelled
+    cdef Py_ssize_t ncancelled    # a hint for compaction; other threads add to it
     cdef unsigned long long next_seq
     cdef PyObject **due           # scratch array of pop_due_into, reused
     cdef Py_ssize_t due_capacity
@@ -126,7 +145,7 @@ cdef class TimerQueue:
     cdef double first_when_c(self)
     cdef int compact_c(self) except -1
     cdef TimerHandle pop_due_c(self, double end)
-    cdef int pop_due_into(self, ReadyQueue *ready, double end) except -1
+    cdef int pop_due_into(self, CoreLoop loop, double end) except -1
     cdef int compact_if_worth_it(self) except -1
     cdef int clear_c(self) except -1
 
@@ -146,7 +165,7 @@ cdef class Poller:
 cdef class Waker:
     cdef int rfd
     cdef int wfd
-    cdef bint pending
+    cdef int pending               # a wake-up is on its way (atomic: see waker.pyx)
 
     cdef void wake_c(self) noexcept
     cdef void drain_c(self) noexcept
@@ -181,9 +200,14 @@ cdef class CoreLoop:
     cdef public object _transports  # weakref.WeakValueDictionary: fd -> transport
     cdef dict transports_data     # its .data: fd -> KeyedRef, read without a call
     cdef char *recv_buf           # MAX_RECV_SIZE bytes every recv() lands in first
+    # The sockname and peername of the last socket transport made on this loop: the
+    # next one shares the objects when its values are equal (init_selector). Per
+    # loop, not per module: loops in other threads must not share them.
+    cdef object last_sockname
+    cdef object last_peername
 
     cdef int push_ready(self, Handle handle) except -1
-    cdef int clear_ready(self) except -1
+    cdef ReadyQueue detach_ready(self) noexcept
     cdef int check_closed(self) except -1
     cdef int check_thread(self) except -1
     cdef Handle new_handle(self, object callback, tuple args, object context)

@@ -1,4 +1,6 @@
-# cython: language_level=3
+# cython: language_level=3, freethreading_compatible=True
+# (freethreading_compatible: on 3.13t+ importing the module leaves the GIL off; what
+# makes that safe is written down in docs/free-threading.md.)
 # The Cython core of fastloop: one compilation unit, so calls between the files
 # below are plain C calls. Declarations live in core.pxd, tunables in consts.pxi,
 # platform choices (epoll/kqueue, eventfd/pipe) in includes/compat.h.

@@ -3,42 +3,47 @@
 # The ready queue is a ring buffer of Handle pointers, each owning a reference; it
 # may hold any object with asyncio's Handle interface (_add_callback accepts
 # foreign handles), and ours are run without a Python-level method call.
+#
+# Other threads push onto it (call_soon_threadsafe), so on free-threaded builds every
+# access goes through the loop's lock (ready_push_locked, ready_pop_locked, ...);
+# with the GIL those locks compile to nothing. docs/free-threading.md.
 
 
-cdef int ready_grow(ReadyQueue *q, Py_ssize_t need=0) except -1:
+# The ring's own functions report running out of memory by returning False instead
+# of raising: their callers hold the loop's lock, and raise once they let go of it.
+
+cdef bint ready_grow(ReadyQueue *q, Py_ssize_t need=0) noexcept:
     """Double the ring's capacity, or more until it holds `need` handles."""
     cdef Py_ssize_t i, capacity = q.capacity * 2 if q.capacity else READY_INITIAL_CAPACITY
     while capacity < need:
         capacity *= 2
     cdef PyObject **items = <PyObject **>PyMem_Malloc(capacity * sizeof(PyObject *))
     if items is NULL:
-        raise MemoryError()
+        return False
     for i in range(q.size):
         items[i] = q.items[(q.head + i) % q.capacity]
     PyMem_Free(q.items)
     q.items = items
     q.head = 0
     q.capacity = capacity
-    return 0
+    return True
 
 
-cdef inline int ready_push(ReadyQueue *q, object handle) except -1:
-    if q.size == q.capacity:
-        ready_grow(q)
+cdef inline bint ready_push(ReadyQueue *q, object handle) noexcept:
+    if q.size == q.capacity and not ready_grow(q):
+        return False
     cdef Py_ssize_t tail = q.head + q.size
     if tail >= q.capacity:
         tail -= q.capacity
     q.items[tail] = <PyObject *>handle
     fl_incref(<PyObject *>handle)
     q.size += 1
-    return 0
+    return True
 
 
-cdef inline int ready_reserve(ReadyQueue *q, Py_ssize_t extra) except -1:
+cdef inline bint ready_reserve(ReadyQueue *q, Py_ssize_t extra) noexcept:
     """Make room for `extra` more handles, so that ready_push_steal cannot fail."""
-    if q.size + extra > q.capacity:
-        ready_grow(q, q.size + extra)
-    return 0
+    return q.size + extra <= q.capacity or ready_grow(q, q.size + extra)
 
 
 cdef inline void ready_push_steal(ReadyQueue *q, PyObject *handle) noexcept:
@@ -63,6 +68,42 @@ cdef inline PyObject *ready_pop(ReadyQueue *q) noexcept:
         # Its callback runs next: overlap fetching that handle with running this one.
         fl_prefetch(q.items[q.head])
     return item
+
+
+cdef inline int ready_push_locked(CoreLoop loop, object handle) except -1:
+    cdef fl_lock_t cs
+    fl_lock(&cs, loop)
+    cdef bint pushed = ready_push(&loop.ready, handle)
+    fl_unlock(&cs)
+    if not pushed:
+        raise MemoryError()
+    return 0
+
+
+cdef inline PyObject *ready_pop_locked(CoreLoop loop) noexcept:
+    cdef fl_lock_t cs
+    fl_lock(&cs, loop)
+    cdef PyObject *item = ready_pop(&loop.ready)
+    fl_unlock(&cs)
+    return item
+
+
+cdef inline Py_ssize_t ready_size_locked(CoreLoop loop) noexcept:
+    cdef fl_lock_t cs
+    fl_lock(&cs, loop)
+    cdef Py_ssize_t size = loop.ready.size
+    fl_unlock(&cs)
+    return size
+
+
+cdef int ready_release(ReadyQueue *q) except -1:
+    """Drop every handle of a ring detached from its loop, and the ring."""
+    cdef Py_ssize_t i
+    for i in range(q.size):
+        rejoin_gc_if_shared(q.items[(q.head + i) % q.capacity])
+        fl_decref(q.items[(q.head + i) % q.capacity])
+    PyMem_Free(q.items)
+    return 0
 
 
 cdef object check_callback(object callback, str method):
@@ -116,14 +157,8 @@ cdef class CoreLoop:
         self.transports_data = self._transports.data
 
     def __dealloc__(self):
-        cdef PyObject *item
-        while True:
-            item = ready_pop(&self.ready)
-            if item is NULL:
-                break
-            rejoin_gc_if_shared(item)
-            fl_decref(item)
-        PyMem_Free(self.ready.items)
+        cdef ReadyQueue ready = self.detach_ready()
+        ready_release(&ready)
         PyMem_Free(self.recv_buf)
 
     # -- state ------------------------------------------------------------------
@@ -166,15 +201,24 @@ cdef class CoreLoop:
     def close(self):
         if self._thread_id is not None:
             raise RuntimeError('Cannot close a running event loop')
+        cdef ReadyQueue ready
+        cdef fl_lock_t cs
+        # One step under the lock that call_soon_threadsafe takes: a thread calling it
+        # either queued its callback before (dropped here, as asyncio drops it) or
+        # finds the loop closed, and none writes to the waker's fd once it is closed.
+        fl_lock(&cs, self)
         if self._closed:
+            fl_unlock(&cs)
             return
         self._closed = True
-        self.clear_ready()
+        ready = self.detach_ready()
+        self.waker.close_fds()
+        fl_unlock(&cs)
+        ready_release(&ready)
         self.timers.clear_c()
         self.fds = {}
         self.dormant = []
         self.poller.close()
-        self.waker.close_fds()
 
     # -- callbacks --------------------------------------------------------------
 
@@ -194,14 +238,16 @@ cdef class CoreLoop:
                                 object context) except -1:
         # The handle, a context copied for it and its args tuple start outside the
         # cycle collector; see rejoin_gc_if_shared in handles.pyx.
-        PyObject_GC_UnTrack(<PyObject *>handle)
+        if not FL_FREE_THREADED:
+            PyObject_GC_UnTrack(<PyObject *>handle)
         handle._callback = callback
         handle._args = args
         untrack_args(args)
         handle._loop = self
         if context is None:
             context = PyContext_CopyCurrent()
-            PyObject_GC_UnTrack(<PyObject *>context)
+            if not FL_FREE_THREADED:
+                PyObject_GC_UnTrack(<PyObject *>context)
         handle._context = context
         if self._debug:
             # No Python frame stands for Cython code, so frame 0 is the caller.
@@ -209,19 +255,18 @@ cdef class CoreLoop:
         return 0
 
     cdef int push_ready(self, Handle handle) except -1:
-        return ready_push(&self.ready, handle)
+        return ready_push_locked(self, handle)
 
-    cdef int clear_ready(self) except -1:
-        # Detach first: releasing a handle may run code that schedules callbacks.
+    cdef ReadyQueue detach_ready(self) noexcept:
+        """Take the ring away, leaving an empty one; the caller holds the lock.
+
+        Detached first and released later (ready_release), outside the lock:
+        releasing a handle may run code that schedules callbacks.
+        """
         cdef ReadyQueue old = self.ready
-        cdef Py_ssize_t i
         self.ready.items = NULL
         self.ready.head = self.ready.size = self.ready.capacity = 0
-        for i in range(old.size):
-            rejoin_gc_if_shared(old.items[(old.head + i) % old.capacity])
-            fl_decref(old.items[(old.head + i) % old.capacity])
-        PyMem_Free(old.items)
-        return 0
+        return old
 
     def call_soon(self, callback, *args, context=None):
         """Arrange for callback(*args) to be called soon, in FIFO order."""
@@ -231,7 +276,7 @@ cdef class CoreLoop:
             self.check_thread()
             check_callback(callback, 'call_soon')
         cdef Handle handle = self.new_handle(callback, args, context)
-        ready_push(&self.ready, handle)
+        ready_push_locked(self, handle)
         return handle
 
     cdef Handle call_soon_c(self, object callback, tuple args):
@@ -242,7 +287,7 @@ cdef class CoreLoop:
             self.check_thread()
             check_callback(callback, 'call_soon')
         cdef Handle handle = self.new_handle(callback, args, None)
-        ready_push(&self.ready, handle)
+        ready_push_locked(self, handle)
         return handle
 
     def call_soon_threadsafe(self, callback, *args, context=None):
@@ -252,8 +297,21 @@ cdef class CoreLoop:
         if self._debug:
             check_callback(callback, 'call_soon_threadsafe')
         cdef Handle handle = self.new_handle(callback, args, context)
-        ready_push(&self.ready, handle)
-        self.waker.wake_c()
+        cdef fl_lock_t cs
+        cdef bint closed, pushed = False
+        # Checked again under the lock: close() may have run in another thread since.
+        # Queue first, wake second: the order waker.pyx's proof relies on.
+        fl_lock(&cs, self)
+        closed = self._closed
+        if not closed:
+            pushed = ready_push(&self.ready, handle)
+            if pushed:
+                self.waker.wake_c()
+        fl_unlock(&cs)
+        if closed:
+            raise RuntimeError('Event loop is closed')
+        if not pushed:
+            raise MemoryError()
         return handle
 
     def call_later(self, delay, callback, *args, context=None):
@@ -289,15 +347,20 @@ cdef class CoreLoop:
     def _add_callback(self, handle):
         """Queue an existing handle (signal dispatch)."""
         if not handle._cancelled:
-            ready_push(&self.ready, handle)
+            ready_push_locked(self, handle)
 
     def _timer_handle_cancelled(self, handle):
         """TimerHandle.cancel() of a foreign handle type reports here."""
         if handle._scheduled:
-            self.timers.ncancelled += 1
+            fl_add_ssize(&self.timers.ncancelled, 1)
 
     def _write_to_self(self):
+        cdef fl_lock_t cs
+        # Under the lock, as in call_soon_threadsafe: close() cannot close the fd
+        # between the waker's check and its write.
+        fl_lock(&cs, self)
         self.waker.wake_c()
+        fl_unlock(&cs)
 
     # -- file descriptors -------------------------------------------------------
 
@@ -468,12 +531,12 @@ cdef class CoreLoop:
             if reader._cancelled:
                 self.remove_fd(fd, FL_READ)
             else:
-                ready_push(&self.ready, reader)
+                ready_push_locked(self, reader)
         if events & FL_WRITE and writer is not None:
             if writer._cancelled:
                 self.remove_fd(fd, FL_WRITE)
             else:
-                ready_push(&self.ready, writer)
+                ready_push_locked(self, writer)
         return 0
 
     cdef int replace_poller(self) except -1:
@@ -523,7 +586,9 @@ cdef class CoreLoop:
 
     cdef int poll_timeout_ms(self) except? -2:
         cdef double when = self.timers.first_when_c()
-        if self.ready.size or self._stopping:
+        # Read without the lock: a handle another thread queues meanwhile comes with
+        # a wake-up that ends the poll (waker.pyx).
+        if fl_load_ssize(&self.ready.size) or self._stopping:
             return 0
         if self.timers.size == 0:
             return -1
@@ -541,7 +606,7 @@ cdef class CoreLoop:
         A transport that just handled a read may then read again at once instead of
         asking the poller first; nothing else could have run in between.
         """
-        if self.ready.size or self._stopping or self._debug:
+        if fl_load_ssize(&self.ready.size) or self._stopping or self._debug:
             return False
         return self.timers.first_when_c() > fl_monotonic() + self._clock_resolution
 
@@ -568,12 +633,13 @@ cdef class CoreLoop:
                 self.replace_poller()
 
         cdef double end = fl_monotonic() + self._clock_resolution
-        self.timers.pop_due_into(&self.ready, end)
+        self.timers.pop_due_into(self, end)
 
         # Run exactly the callbacks ready now; those they schedule wait a turn.
-        n = self.ready.size
+        # Counted under the lock, after the waker was drained (waker.pyx).
+        n = ready_size_locked(self)
         for i in range(n):
-            item = ready_pop(&self.ready)
+            item = ready_pop_locked(self)
             if item is NULL:
                 break
             obj = <object>item

@@ -23,11 +23,18 @@ cdef object format_callback(Handle handle):
 # collector, with its context, at the moment the loop drops its reference while
 # someone else still holds one: only from then on can it be part of a cycle the
 # loop does not keep alive anyway.
+#
+# Free-threaded builds skip all of this (FL_FREE_THREADED; handles stay tracked, as
+# asyncio's are): there Py_REFCNT of an object other threads hold is not exact
+# (biased reference counting merges their counts lazily), and tracking sets the
+# object's GC bits by a load and a store, which can undo a bit its owning thread
+# sets meanwhile. docs/free-threading.md, "GC tracking".
 
 cdef inline void track_context(object context) noexcept:
     # CPython's Context dealloc unlinks the object from the collector
     # unconditionally: an untracked Context must be tracked again before it dies.
-    if PyContext_CheckExact(context) and not PyObject_GC_IsTracked(<PyObject *>context):
+    if (not FL_FREE_THREADED and PyContext_CheckExact(context)
+            and not PyObject_GC_IsTracked(<PyObject *>context)):
         PyObject_GC_Track(<PyObject *>context)
 
 
@@ -39,25 +46,27 @@ cdef inline void track_context(object context) noexcept:
 cdef inline void untrack_args(object args) noexcept:
     # Two references: the *args tuple's owner (the method wrapper) and the handle.
     # A tuple that more code shares is left alone.
-    if (type(args) is tuple and PyTuple_GET_SIZE(args) and fl_refcnt(<PyObject *>args) <= 2
-            and PyObject_GC_IsTracked(<PyObject *>args)):
+    if (not FL_FREE_THREADED and type(args) is tuple and PyTuple_GET_SIZE(args)
+            and fl_refcnt(<PyObject *>args) <= 2 and PyObject_GC_IsTracked(<PyObject *>args)):
         PyObject_GC_UnTrack(<PyObject *>args)
 
 
 cdef inline void track_args(object args) noexcept:
     # Never the empty tuple: a static singleton on newer Pythons.
-    if (type(args) is tuple and PyTuple_GET_SIZE(args)
+    if (not FL_FREE_THREADED and type(args) is tuple and PyTuple_GET_SIZE(args)
             and not PyObject_GC_IsTracked(<PyObject *>args)):
         PyObject_GC_Track(<PyObject *>args)
 
 
 cdef inline void release_args(object args) noexcept:
     """Call when a handle is about to drop its reference to `args`."""
-    if args is not None and fl_refcnt(<PyObject *>args) > 1:
+    if not FL_FREE_THREADED and args is not None and fl_refcnt(<PyObject *>args) > 1:
         track_args(args)
 
 
 cdef inline void track_handle(PyObject *handle) noexcept:
+    if FL_FREE_THREADED:
+        return
     if (fl_type(handle) is <void *>Handle or fl_type(handle) is <void *>TimerHandle) \
             and not PyObject_GC_IsTracked(handle):
         PyObject_GC_Track(handle)
@@ -67,8 +76,48 @@ cdef inline void track_handle(PyObject *handle) noexcept:
 
 cdef inline void rejoin_gc_if_shared(PyObject *handle) noexcept:
     """Call when the loop is about to drop its one reference to `handle`."""
-    if fl_refcnt(handle) > 1:
+    if not FL_FREE_THREADED and fl_refcnt(handle) > 1:
         track_handle(handle)
+
+
+cdef inline bint mark_cancelled(Handle handle) noexcept:
+    """Set `_cancelled`; False if it was set already (by this thread or another)."""
+    cdef fl_lock_t cs
+    cdef bint first
+    fl_lock(&cs, handle)
+    first = not handle._cancelled
+    handle._cancelled = True
+    fl_unlock(&cs)
+    return first
+
+
+cdef inline int drop_callback(Handle handle) except -1:
+    """The rest of cancel(): release callback and arguments, as asyncio does."""
+    cdef object callback, args
+    cdef fl_lock_t cs
+    if loop_debug(handle._loop):
+        # Keep callback and arguments visible, e.g. for "Executing <Handle ...>".
+        handle._repr = repr(handle)
+    release_args(handle._args)
+    # Swapped out under the lock, released after it: a reader holding the lock
+    # (_run_c, the attribute getters) has its own reference by then.
+    fl_lock(&cs, handle)
+    callback = handle._callback
+    args = handle._args
+    handle._callback = None
+    handle._args = None
+    fl_unlock(&cs)
+    return 0
+
+
+cdef tuple callback_and_args(Handle handle):
+    """(_callback, _args), read together under the handle's lock."""
+    cdef fl_lock_t cs
+    fl_lock(&cs, handle)
+    callback = handle._callback
+    args = handle._args
+    fl_unlock(&cs)
+    return callback, args
 
 
 cdef inline bint loop_debug(object loop) except -1:
@@ -113,15 +162,8 @@ cdef class Handle:
         self._cancel_c()
 
     cdef int _cancel_c(self) except -1:
-        if self._cancelled:
-            return 0
-        self._cancelled = True
-        if loop_debug(self._loop):
-            # Keep callback and arguments visible, e.g. for "Executing <Handle ...>".
-            self._repr = repr(self)
-        self._callback = None
-        release_args(self._args)
-        self._args = None
+        if mark_cancelled(self):
+            drop_callback(self)
         return 0
 
     def cancelled(self):
@@ -134,10 +176,19 @@ cdef class Handle:
         self._run_c()
 
     cdef int _run_c(self) except -1:
-        # Locals keep callback and arguments alive even if the callback cancels us.
-        cdef object callback = self._callback
-        cdef object args = self._args
-        cdef object context = self._context
+        # Locals keep callback and arguments alive even if the callback cancels us
+        # (or another thread does: it then finds the handle started, too late).
+        cdef object callback, args, context
+        cdef fl_lock_t cs
+        fl_lock(&cs, self)
+        if FL_FREE_THREADED and self._cancelled:
+            # Cancelled by another thread after the loop looked, before it started.
+            fl_unlock(&cs)
+            return 0
+        callback = self._callback
+        args = self._args
+        context = self._context
+        fl_unlock(&cs)
         try:
             if type(args) is not tuple:
                 args = tuple(args)
@@ -197,14 +248,18 @@ cdef class TimerHandle(Handle):
         return info
 
     cdef int _cancel_c(self) except -1:
-        if not self._cancelled:
-            loop = self._loop
-            if isinstance(loop, CoreLoop):
-                if self._scheduled:
-                    (<CoreLoop>loop).timers.ncancelled += 1
-            else:
-                loop._timer_handle_cancelled(self)
-        return Handle._cancel_c(self)
+        if not mark_cancelled(self):
+            return 0
+        loop = self._loop
+        if isinstance(loop, CoreLoop):
+            # Read without the heap's owner: a race with the loop taking this timer
+            # off the heap can miscount it by one, which only moves the moment of the
+            # next compaction (which recounts). docs/free-threading.md, "Timers".
+            if self._scheduled:
+                fl_add_ssize(&(<CoreLoop>loop).timers.ncancelled, 1)
+        else:
+            loop._timer_handle_cancelled(self)
+        return drop_callback(self)
 
     def __hash__(self):
         return hash(self.when_c)
@@ -214,8 +269,12 @@ cdef class TimerHandle(Handle):
         if not isinstance(other, TimerHandle):
             return NotImplemented
         o = <TimerHandle>other
-        return (self.when_c == o.when_c and self._callback == o._callback
-                and self._args == o._args and self._cancelled == o._cancelled)
+        if self.when_c != o.when_c:
+            return False
+        # Snapshots: another thread's cancel() must not release what is compared.
+        mine, theirs = callback_and_args(self), callback_and_args(o)
+        return (mine[0] == theirs[0] and mine[1] == theirs[1]
+                and self._cancelled == o._cancelled)
 
     def __lt__(self, other):
         if not isinstance(other, TimerHandle):

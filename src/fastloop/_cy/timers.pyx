@@ -4,6 +4,10 @@
 # Cancellation is lazy: a cancelled handle stays in the heap (counted in
 # ncancelled) until it reaches the top or the heap is compacted.
 #
+# Only the loop's thread touches the heap. Other threads may cancel a timer, which
+# adds to ncancelled (atomically on free-threaded builds); that count only decides
+# when to compact, and compaction recounts. docs/free-threading.md, "Timers".
+#
 # Dropping a reference can run arbitrary Python code (a callback's __del__ may
 # schedule a timer), so every method finishes editing the heap before it releases
 # any handle.
@@ -67,12 +71,12 @@ cdef class TimerQueue:
     def push(self, TimerHandle handle not None):
         self.push_c(handle)
         if handle._cancelled:
-            self.ncancelled += 1
+            fl_add_ssize(&self.ncancelled, 1)
 
     def note_cancelled(self, TimerHandle handle not None):
         """Count a handle cancelled while it waits in the heap."""
         if handle._scheduled:
-            self.ncancelled += 1
+            fl_add_ssize(&self.ncancelled, 1)
 
     def first_deadline(self):
         """The heap key of the earliest live timer, or None; drops cancelled ones on top."""
@@ -130,7 +134,7 @@ cdef class TimerQueue:
             handle = <TimerHandle>self.remove_top()
             fl_decref(<PyObject *>handle)  # the cast above took its own reference
             handle._scheduled = False
-            self.ncancelled -= 1
+            fl_add_ssize(&self.ncancelled, -1)
             rejoin_gc_if_shared(<PyObject *>handle)
         return self.heap[0].when if self.size else INFINITY
 
@@ -141,14 +145,15 @@ cdef class TimerQueue:
             fl_decref(<PyObject *>handle)
             handle._scheduled = False
             if handle._cancelled:
-                self.ncancelled -= 1
+                fl_add_ssize(&self.ncancelled, -1)
                 rejoin_gc_if_shared(<PyObject *>handle)
                 continue
             return handle
         return None
 
-    cdef int pop_due_into(self, ReadyQueue *ready, double end) except -1:
-        """Append every live timer due before `end` to `ready`, in (when, seq) order.
+    cdef int pop_due_into(self, CoreLoop loop, double end) except -1:
+        """Append every live timer due before `end` to loop's ready queue, in
+        (when, seq) order.
 
         With many timers due at once their handles are scattered over memory, and
         reading each one's flags is a cache miss. So the due entries are first taken
@@ -160,15 +165,22 @@ cdef class TimerQueue:
         cdef Py_ssize_t i, n = 0, ndropped = 0, capacity
         cdef PyObject **due
         cdef PyObject *item
+        cdef ReadyQueue *ready = &loop.ready
+        cdef fl_lock_t cs
         if self.due_capacity < self.size:
             due = <PyObject **>PyMem_Realloc(self.due, self.size * sizeof(PyObject *))
             if due is NULL:
                 raise MemoryError()
             self.due = due
             self.due_capacity = self.size
+        # The ring is the loop's, shared with other threads: locked from the room
+        # made on it to the last handle placed, so that no one else takes that room.
+        fl_lock(&cs, loop)
         # Room on the ready queue for all of them, so that nothing below can fail
         # with handles taken off the heap but not yet placed.
-        ready_reserve(ready, self.size)
+        if not ready_reserve(ready, self.size):
+            fl_unlock(&cs)
+            raise MemoryError()
         due = self.due
         while self.size and self.heap[0].when < end:
             due[n] = self.remove_top()
@@ -181,13 +193,14 @@ cdef class TimerQueue:
             item = due[i]
             (<TimerHandle>item)._scheduled = False
             if (<TimerHandle>item)._cancelled:
-                self.ncancelled -= 1
                 due[ndropped] = item
                 ndropped += 1
             else:
                 ready_push_steal(ready, item)
+        fl_unlock(&cs)
         if ndropped == 0:
             return 0
+        fl_add_ssize(&self.ncancelled, -ndropped)
         # Releasing a cancelled timer may run arbitrary code (a __del__ scheduling
         # timers, which may grow `self.due`): work on a detached array.
         capacity = self.due_capacity
@@ -207,7 +220,8 @@ cdef class TimerQueue:
 
     cdef int compact_if_worth_it(self) except -1:
         if (self.size > MIN_SCHEDULED_TO_COMPACT
-                and self.ncancelled > self.size * MIN_CANCELLED_FRACTION_TO_COMPACT):
+                and fl_load_ssize(&self.ncancelled)
+                    > self.size * MIN_CANCELLED_FRACTION_TO_COMPACT):
             self.compact_c()
         return 0
 
@@ -226,7 +240,7 @@ cdef class TimerQueue:
                 self.heap[kept] = self.heap[i]
                 kept += 1
         self.size = kept
-        self.ncancelled = 0
+        fl_store_ssize(&self.ncancelled, 0)
         for i in range(kept // 2 - 1, -1, -1):
             sift_down(self.heap, kept, i)
         for i in range(ndropped):
@@ -241,7 +255,8 @@ cdef class TimerQueue:
         cdef TimerEntry *heap = self.heap
         cdef Py_ssize_t i, size = self.size
         self.heap = NULL
-        self.size = self.capacity = self.ncancelled = 0
+        self.size = self.capacity = 0
+        fl_store_ssize(&self.ncancelled, 0)
         for i in range(size):
             (<TimerHandle>heap[i].handle)._scheduled = False
         for i in range(size):

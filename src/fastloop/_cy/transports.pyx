@@ -99,12 +99,6 @@ cdef object DEFAULT_HIGH_WATER = 64 * 1024
 cdef object DEFAULT_LOW_WATER = DEFAULT_HIGH_WATER // 4
 
 
-# The sockname and peername of the last socket transport made: the next one shares
-# the objects when its values are equal (SelectorTransportBase.init_selector).
-cdef object last_sockname = None
-cdef object last_peername = None
-
-
 cdef bint check_sock_fd_layout():
     """Whether fl_sock_fd() reads socket.socket's fd (see includes/net.h)."""
     a, b = socket.socketpair()
@@ -515,7 +509,6 @@ cdef class SelectorTransportBase(FlowControlTransport):
 
     cdef int init_selector(self, CoreLoop loop, object sock, object protocol,
                            object extra, object server) except -1:
-        global last_sockname, last_peername
         self._loop = loop
         self.max_size = MAX_RECV_SIZE
         self.set_limits_c(None, None)
@@ -524,10 +517,11 @@ cdef class SelectorTransportBase(FlowControlTransport):
             sockname = sock.getsockname()
         except OSError:
             sockname = None
-        if sockname == last_sockname:
-            sockname = last_sockname
+        # Shared with the loop's previous transport when equal (core.pxd, CoreLoop).
+        if sockname == loop.last_sockname:
+            sockname = loop.last_sockname
         else:
-            last_sockname = sockname
+            loop.last_sockname = sockname
         self.sockname = sockname
         if extra is not None and 'peername' in extra:
             peername = extra['peername']
@@ -539,10 +533,10 @@ cdef class SelectorTransportBase(FlowControlTransport):
                 peername = sock.getpeername()
             except OSError:
                 peername = None
-            if peername == last_peername:
-                peername = last_peername
+            if peername == loop.last_peername:
+                peername = loop.last_peername
             else:
-                last_peername = peername
+                loop.last_peername = peername
         self.peername = peername
         self.extra = extra
         self._sock = sock

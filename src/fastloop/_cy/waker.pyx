@@ -1,15 +1,25 @@
 # Waker: lets other threads interrupt a sleeping poll.
 #
 # Coalescing: wake() writes only when no wake-up is pending, so a burst of
-# call_soon_threadsafe costs one syscall. Why no wake-up is ever lost: wake() and
-# drain() both run with the GIL held and release it nowhere, so each is atomic with
-# respect to the other and to itself. drain() empties the fd and clears `pending`
-# in one such step. Hence, whenever the loop thread releases the GIL to sleep in
-# the poll, either `pending` is false (the next wake() writes, the fd becomes
-# readable and the poll returns) or it is true and nothing drained the fd since the
-# write that set it (the fd is readable and the poll returns at once). A callback
-# appended before wake() is therefore seen by the iteration after that wake-up, or
-# earlier: the loop decides to sleep only after looking at its ready queue.
+# call_soon_threadsafe costs one syscall. Why no wake-up is ever lost, with or
+# without the GIL. The loop makes every wake_c() call holding its lock (the
+# CoreLoop's critical section on free-threaded builds, the GIL otherwise), after
+# pushing the callback under that same lock. drain_c() runs on the loop's thread:
+# it empties the fd first and clears `pending` second, and only then does the loop
+# count its ready queue, under the lock. Two cases, by the order of that count and
+# a thread's push (the lock orders them):
+# - the count comes later: it sees the callback, which runs in this iteration;
+# - the count comes first: then the clearing of `pending` came before it, and so
+#   before the thread's lock section, whose wake_c() sees `pending` clear (or set
+#   again by a later wake_c() that writes) and writes. The fd turns readable, and
+#   the next poll returns at once.
+# Clearing before reading would be wrong: a write between the two would be read
+# away with the flag left set, and no later wake() would ever write again. Two
+# wake-ups that both see the flag clear both write, which costs one spurious read.
+#
+# close_fds() runs under the loop's lock too (CoreLoop.close), and wake_c() checks
+# wfd under it: no thread ever writes to a closed fd, or to one that reuses its
+# number. The Python-level wake/drain/close exist for tests; they do not lock.
 
 
 @cython.final
@@ -40,14 +50,15 @@ cdef class Waker:
         self.close_fds()
 
     cdef void wake_c(self) noexcept:
-        if not self.pending and self.wfd >= 0:
-            self.pending = True
+        # The caller holds the loop's lock; drain_c() may clear the flag meanwhile.
+        if not fl_load_int(&self.pending) and self.wfd >= 0:
+            fl_store_int(&self.pending, True)
             fl_waker_wake(self.wfd)
 
     cdef void drain_c(self) noexcept:
         if self.rfd >= 0:
             fl_waker_drain(self.rfd)
-        self.pending = False
+        fl_store_int(&self.pending, False)
 
     cdef void close_fds(self) noexcept:
         if self.wfd >= 0 and self.wfd != self.rfd:

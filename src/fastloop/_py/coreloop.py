@@ -592,21 +592,24 @@ class CoreLoop:
                 # its lock) runs as it says, as in the Cython twin.
                 handle._run()
                 continue
-            # Handle._run() written out: a call less per callback.
+            # Handle._run() written out: a call less per callback. Read in this
+            # order, see Handle._run.
             args = handle._args
+            callback = handle._callback
             try:
                 if not args:
-                    handle._context.run(handle._callback)
+                    handle._context.run(callback)
                 elif len(args) == 1:  # future callbacks: cb(fut)
-                    handle._context.run(handle._callback, args[0])
+                    handle._context.run(callback, args[0])
                 else:
-                    handle._context.run(handle._callback, *args)
+                    handle._context.run(callback, *args)
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
-                handle._report(exc)
+                if callback is not None or not handle._cancelled:
+                    handle._report(exc)  # else: cancelled meanwhile, never started
         # An exception's traceback would otherwise keep them alive.
-        handle = args = None  # type: ignore[assignment]
+        handle = args = callback = None  # type: ignore[assignment]
 
     def _process_events(self, events: list[tuple[int, int]]) -> None:
         """Queue the reader/writer Handles of the polled ``(fd, events)`` pairs."""

@@ -93,6 +93,7 @@ class Handle:
                 # Keep callback and arguments visible to later warnings
                 # ("Executing <Handle ...> took 2.5 seconds").
                 self._repr = repr(self)
+            # This order: _run reads them the other way round.
             self._callback = None  # type: ignore[assignment]
             self._args = None  # type: ignore[assignment]
 
@@ -100,20 +101,27 @@ class Handle:
         return self._cancelled
 
     def _run(self) -> None:
+        # Another thread may cancel() between the loop's look at _cancelled and
+        # these reads. cancel() clears _callback before _args, so args are read
+        # first: a consistent pair, or a None callback, which fails at the call
+        # before any user code runs; a cancelled handle then never started. (A
+        # None callback given by the user fails the same way, and is reported.)
         args = self._args
+        callback = self._callback
         try:
             # Calls with * cost ~150 ns more than plain ones through Context.run,
             # and most callbacks take no argument or one (a future).
             if not args:
-                self._context.run(self._callback)
+                self._context.run(callback)
             elif len(args) == 1:
-                self._context.run(self._callback, args[0])
+                self._context.run(callback, args[0])
             else:
-                self._context.run(self._callback, *args)
+                self._context.run(callback, *args)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            self._report(exc)
+            if callback is not None or not self._cancelled:
+                self._report(exc)
         # A traceback raised below keeps this frame alive (through f_back) and with it
         # the handle, its callback and, for a task's step, the task: a cycle that would
         # delay "Task exception was never retrieved" until a collection. As asyncio.

@@ -87,7 +87,12 @@ class TimerQueue:
             self._ncancelled += 1
 
     def note_cancelled(self, handle: TimerHandle) -> None:
-        """Count a timer cancelled while it waits in the queue."""
+        """Count a timer cancelled while it waits in the queue.
+
+        It may be called from another thread (TimerHandle.cancel()), racing with the
+        loop taking the timer off: the count is then off by one. It only decides
+        when to compact, and compaction recounts (docs/free-threading.md, "Timers").
+        """
         if handle._scheduled:
             self._ncancelled += 1
 
@@ -133,6 +138,7 @@ class TimerQueue:
     def _compact(self) -> None:
         """Rebuild the queue without its cancelled timers."""
         at: dict[float, Any] = {}
+        size = 0
         for key, entry in self._at.items():
             live: list[TimerHandle] = []
             for handle in entry if entry.__class__ is list else (entry,):
@@ -142,10 +148,13 @@ class TimerQueue:
                     live.append(handle)
             if live:
                 at[key] = live if len(live) > 1 else live[0]
+                size += len(live)
         self._at = at
         self._heap = list(at)
         heapify(self._heap)
-        self._size -= self._ncancelled
+        # Counted, not derived from _ncancelled: other threads' cancel() may have
+        # skewed that hint.
+        self._size = size
         self._ncancelled = 0
 
     def clear(self) -> None:

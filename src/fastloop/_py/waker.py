@@ -12,95 +12,103 @@ yet cleared, so the append happened before the loop's clear, which happens befor
 the loop counts the ready queue: the callback runs in this very iteration. If it
 sees the flag clear, it writes, and the next poll returns at once. Clearing
 before reading would be wrong: a write between the two would be read away with
-the flag left set, and no later wake() would ever write again. Every step is one
-bytecode-level operation under the GIL; two threads that both see the flag clear
-both write, which costs one spurious read, never a lost wake-up.
+the flag left set, and no later wake() would ever write again.
+
+"Happened before" needs an order between one thread's append-then-read-the-flag
+and the loop's clear-then-count. The GIL gives it; without the GIL each side may
+see the other's first step late, and both would miss. So on free-threaded builds
+``wake()`` reads the flag only under ``_lock``, which ``drain()`` also takes to
+clear it: the lock orders the two. With the GIL a set flag is trusted without
+the lock. Writes to the fd and ``close()`` always hold the lock, so no thread
+ever writes to a closed fd, or to a file that reuses its number (os.close()
+releases the GIL, so the GIL alone would not prevent that).
 """
 
 from __future__ import annotations
 
 import os
+import sysconfig
+import threading
+
+# Built without the GIL (3.13t+): the flag must not be read outside the lock.
+FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 
 if hasattr(os, "eventfd"):
+    # An eventfd: one fd, one 8-byte counter that a read resets.
 
-    class Waker:
-        """An eventfd: one fd, one 8-byte counter that a read resets."""
+    def _open() -> tuple[int, int]:
+        fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        return fd, fd
 
-        def __init__(self) -> None:
-            self._fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-            self._pending = False
+    def _write(fd: int) -> None:
+        os.eventfd_write(fd, 1)
 
-        def fileno(self) -> int:
-            return self._fd
-
-        def wake(self) -> None:
-            """Make the fd readable, unless a wake-up is already pending."""
-            if self._pending:
-                return
-            self._pending = True
-            try:
-                os.eventfd_write(self._fd, 1)
-            except OSError:  # closed by another thread meanwhile
-                pass
-
-        def drain(self) -> None:
-            """Consume every wake-up; the next wake() writes again."""
-            try:
-                os.eventfd_read(self._fd)
-            except BlockingIOError:  # nothing to read: a spurious event
-                pass
-            self._pending = False
-
-        def close(self) -> None:
-            # A set flag turns later wake() calls into no-ops, so they never write
-            # to the closed fd, or to whatever file reuses its number.
-            self._pending = True
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
-
-        __del__ = close  # a raw fd: nothing else would ever close it
+    def _drain(fd: int) -> None:
+        try:
+            os.eventfd_read(fd)
+        except BlockingIOError:  # nothing to read: a spurious event
+            pass
 
 else:
+    # A non-blocking pipe: a byte written per wake-up, all read at once.
 
-    class Waker:
-        """A non-blocking pipe: a byte written per wake-up, all read at once."""
+    def _open() -> tuple[int, int]:
+        rfd, wfd = os.pipe()
+        # os.pipe() fds are already non-inheritable (PEP 446).
+        os.set_blocking(rfd, False)
+        os.set_blocking(wfd, False)
+        return rfd, wfd
 
-        def __init__(self) -> None:
-            self._rfd, self._wfd = os.pipe()
-            # os.pipe() fds are already non-inheritable (PEP 446).
-            os.set_blocking(self._rfd, False)
-            os.set_blocking(self._wfd, False)
-            self._pending = False
+    def _write(fd: int) -> None:
+        os.write(fd, b"\0")
 
-        def fileno(self) -> int:
-            return self._rfd
+    def _drain(fd: int) -> None:
+        try:
+            while os.read(fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
 
-        def wake(self) -> None:
-            """Make the fd readable, unless a wake-up is already pending."""
-            if self._pending:
+
+class Waker:
+    """An eventfd (Linux) or a non-blocking pipe: wake() makes fileno() readable."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rfd = self._wfd = -1
+        self._pending = False
+        self._rfd, self._wfd = _open()
+
+    def fileno(self) -> int:
+        return self._rfd
+
+    def wake(self) -> None:
+        """Make the fd readable, unless a wake-up is already pending."""
+        if self._pending and not FREE_THREADED:
+            return
+        with self._lock:
+            if self._pending or self._wfd < 0:
                 return
             self._pending = True
             try:
-                os.write(self._wfd, b"\0")
-            except OSError:  # full (then readable anyway) or closed meanwhile
+                _write(self._wfd)
+            except OSError:  # a full pipe is readable anyway
                 pass
 
-        def drain(self) -> None:
-            """Consume every wake-up; the next wake() writes again."""
-            try:
-                while os.read(self._rfd, 4096):
-                    pass
-            except BlockingIOError:
-                pass
+    def drain(self) -> None:
+        """Consume every wake-up; the next wake() writes again."""
+        _drain(self._rfd)
+        with self._lock:
             self._pending = False
 
-        def close(self) -> None:
-            # See the eventfd Waker: a set flag keeps later wake() calls silent.
+    def close(self) -> None:
+        with self._lock:
+            # A set flag turns later wake() calls into no-ops.
             self._pending = True
             if self._rfd >= 0:
                 os.close(self._rfd)
-                os.close(self._wfd)
+                if self._wfd != self._rfd:
+                    os.close(self._wfd)
                 self._rfd = self._wfd = -1
 
-        __del__ = close  # raw fds: nothing else would ever close them
+    __del__ = close  # raw fds: nothing else would ever close them

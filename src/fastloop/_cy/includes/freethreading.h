@@ -1,0 +1,44 @@
+/* Locks and atomics for free-threaded CPython (3.13t+, Py_GIL_DISABLED), and nothing
+ * at all on GIL builds. docs/free-threading.md says which state each one guards.
+ *
+ * Why not Cython's `with cython.critical_section(obj)`: it takes a reference to obj
+ * around the section on every build, two refcount writes that GIL builds would pay
+ * on call_soon and on every callback run. These cost nothing there.
+ *
+ *   fl_lock_t cs; fl_lock(&cs, obj); ...; fl_unlock(&cs);
+ *       obj's per-object lock (a PyCriticalSection). Like every critical section it
+ *       is released while the thread blocks (a contended lock, I/O with the thread
+ *       state detached), so the code between the two calls must not block, take
+ *       another object's lock or run Python code: it is then atomic.
+ *   fl_load_ssize(p), fl_store_ssize(p, v), fl_add_ssize(p, v),
+ *   fl_load_int(p), fl_store_int(p, v)
+ *       relaxed atomics for counters and flags read without the lock.
+ */
+#ifndef FASTLOOP_FREETHREADING_H
+#define FASTLOOP_FREETHREADING_H
+
+#include <Python.h>
+
+#ifdef Py_GIL_DISABLED
+#  define FL_FREE_THREADED 1
+typedef PyCriticalSection fl_lock_t;
+#  define fl_lock(cs, obj) PyCriticalSection_Begin((cs), (PyObject *)(obj))
+#  define fl_unlock(cs) PyCriticalSection_End(cs)
+#  define fl_load_ssize(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#  define fl_store_ssize(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#  define fl_add_ssize(p, v) ((void)__atomic_fetch_add((p), (v), __ATOMIC_RELAXED))
+#  define fl_load_int(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#  define fl_store_int(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#else
+#  define FL_FREE_THREADED 0
+typedef char fl_lock_t;
+#  define fl_lock(cs, obj) ((void)(cs), (void)(obj))
+#  define fl_unlock(cs) ((void)(cs))
+#  define fl_load_ssize(p) (*(p))
+#  define fl_store_ssize(p, v) ((void)(*(p) = (v)))
+#  define fl_add_ssize(p, v) ((void)(*(p) += (v)))
+#  define fl_load_int(p) (*(p))
+#  define fl_store_int(p, v) ((void)(*(p) = (v)))
+#endif
+
+#endif /* FASTLOOP_FREETHREADING_H */
