@@ -23,14 +23,18 @@ if TYPE_CHECKING:
 
     from .base import LoopFactory
 
-__all__ = ["CHECKED_LOOPS", "LOOP_NAMES", "SPEC_HELP", "Unavailable", "available", "find",
-           "label", "select"]
+__all__ = ["CHECKED_LOOPS", "LOOP_NAMES", "SPEC_HELP", "WITHOUT_CYTHON_CORE", "Unavailable",
+           "available", "find", "label", "select"]
 
 # The order of the table's rows within a workload.
 LOOP_NAMES = ("fastloop-cy", "fastloop-py", "uvloop", "rloop", "zuvloop", "asyncio")
 # The loops whose wrong outcome is an error of ours: fastloop's, and the reference. The
 # others' (a competitor leaking fds, say) are reported, and fail nothing.
 CHECKED_LOOPS = ("fastloop-cy", "fastloop-py", "asyncio")
+# The built-in loops that never use fastloop's Cython core: the runner keeps the core
+# out of their processes (FASTLOOP_NO_EXTENSIONS), because on a free-threaded build
+# loading it turns the GIL on for everything in the process.
+WITHOUT_CYTHON_CORE = tuple(name for name in LOOP_NAMES if name != "fastloop-cy")
 
 
 class Unavailable(Exception):

@@ -57,6 +57,7 @@ from . import threads as _threads
 from . import workloads as _workloads
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import TextIO, TypeAlias, TypedDict
 
     class Summary(TypedDict, total=False):
@@ -139,6 +140,15 @@ def run_child(workload_name: str, loop_spec: str, repeat: int) -> dict[str, Any]
     return {"times": times, "cpu": cpu, "ops": ops, "gil": _threads.gil_enabled()}
 
 
+def _control_main(argv: list[str]) -> int:
+    """Entry point of a control child: time plain Python in 1 and N threads (argv: N),
+    print {"single": seconds, "many": seconds, "gil": bool} as one JSON line."""
+    single, many = _threads.control(int(argv[0]))
+    sys.stdout.write(json.dumps({"single": single, "many": many,
+                                 "gil": _threads.gil_enabled()}) + "\n")
+    return 0
+
+
 def _child_main(argv: list[str]) -> int:
     """Entry point of a child process: print the result as one JSON line. A wrong
     outcome is {"failed": message} and exit status 1; a crash, a traceback and 1."""
@@ -191,6 +201,33 @@ class Progress:
         self.stream.flush()
 
 
+def _run_child(args: list[str], cython_core: bool) -> subprocess.CompletedProcess[str]:
+    """Run `python -m fastloop._bench.runner *args` and return it, finished.
+
+    Without cython_core the child runs with FASTLOOP_NO_EXTENSIONS=1: it imports the
+    fastloop package (the runner is in it), whose default core is the Cython one, and on
+    a free-threaded build loading that would turn the GIL on for asyncio's or uvloop's
+    threads too (until the core declares it can run without).
+    """
+    cmd = [sys.executable, "-m", "fastloop._bench.runner", *args]
+    env = None if cython_core else {**os.environ, "FASTLOOP_NO_EXTENSIONS": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT,
+                          stdin=subprocess.DEVNULL, env=env)
+
+
+def run_control(threads: int) -> float | None:
+    """Run one control child; return the scaling of plain Python from 1 thread to
+    `threads` (threads * its 1-thread time / its N-thread time), or None if it failed."""
+    try:
+        proc = _run_child(["--control", str(threads)], cython_core=False)
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        scaling: float = threads * result["single"] / result["many"]
+    except (subprocess.TimeoutExpired, ValueError, IndexError, KeyError, TypeError,
+            ZeroDivisionError):
+        return None
+    return scaling
+
+
 def run_sample(workload: str, loop_spec: str, repeat: int) -> tuple[str, Any]:
     """Run one child; return ("ok", {'time', 'cpu', 'ops', 'gil'}), ("skipped", reason)
     or ("failed", error text).
@@ -198,11 +235,10 @@ def run_sample(workload: str, loop_spec: str, repeat: int) -> tuple[str, Any]:
     'time' is the best wall time in seconds, 'cpu' the least CPU time of the same runs,
     'gil' whether the GIL was on in the child (None if it did not say).
     """
-    cmd = [sys.executable, "-m", "fastloop._bench.runner", "--child", workload, loop_spec,
-           str(repeat)]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT,
-                              stdin=subprocess.DEVNULL)
+        # A user's loop may be fastloop's: its environment stays as it is.
+        proc = _run_child(["--child", workload, loop_spec, str(repeat)],
+                          cython_core=loop_spec not in _loops.WITHOUT_CYTHON_CORE)
     except subprocess.TimeoutExpired:
         return "failed", f"timed out after {CHILD_TIMEOUT:.0f}s"
     if proc.returncode != 0:
@@ -360,10 +396,11 @@ def _format_rate(rate: float | None) -> str:
 
 
 def format_scaling(results: Results, loop_names: list[str], workload: str, threads: int,
-                   free_threaded: bool) -> str:
+                   free_threaded: bool, controls: Sequence[float] = ()) -> str:
     """Return the table of a scaling workload: per loop, ops/s with 1 thread and with
     `threads` (the rows "<workload>_1" and "<workload>_<threads>"), their ratio, and
-    whether the GIL was on, with a note that says what the numbers can mean here."""
+    whether the GIL was on, with notes that say what the numbers can mean here: the
+    control's scaling (controls, one per round), and why a GIL caps it."""
     single, many = results.get(f"{workload}_1", {}), results.get(f"{workload}_{threads}", {})
     header = ["loop", "1 thread ops/s", "spread", f"{threads} threads ops/s", "spread",
               "scaling", "GIL"]
@@ -398,6 +435,13 @@ def format_scaling(results: Results, loop_names: list[str], workload: str, threa
     out = [f"{workload}: {threads} loops in {threads} threads at once against 1; scaling = "
            f"ops/s with {threads} threads / ops/s with 1 (ideal: {threads:.2f}x)",
            line(header), "  ".join("-" * w for w in widths), *(line(row) for row in rows)]
+    if controls:
+        control = summarize(list(controls))
+        spread = f", spread ±{control['spread'] * 100:.1f}%" if len(controls) > 1 else ""
+        out.append(f"Control: plain Python (function calls, no loop) in the same threads "
+                   f"scaled {control['median']:.2f}x (median of {len(controls)} "
+                   f"round{'s' if len(controls) > 1 else ''}{spread}): the most a loop "
+                   f"could show on this machine now.")
     if not free_threaded:
         out.append("This interpreter has a GIL: the threads take turns running Python, so "
                    "about 1x (or less) is expected; a free-threaded build (python3.13t+) "
@@ -412,13 +456,16 @@ def format_scaling(results: Results, loop_names: list[str], workload: str, threa
 def compare(
     workload_names: list[str], loop_names: list[str], rounds: int, repeat: int,
     progress: bool = True, specs: dict[str, str] | None = None,
-) -> tuple[Results, dict[str, str], dict[tuple[str, str], str]]:
-    """Run the comparison; return (results, skipped loops, errors).
+    control_threads: int | None = None,
+) -> tuple[Results, dict[str, str], dict[tuple[str, str], str], list[float]]:
+    """Run the comparison; return (results, skipped loops, errors, control scalings).
 
     results[workload][loop] is a summary, {"error": text} or {"skipped": reason};
     errors maps (workload, loop) to the error text of every failed pair. specs maps a
     loop's name to what the child is told to find (`loops.find`), when that differs
-    (a user's "name=module:factory").
+    (a user's "name=module:factory"). With control_threads, each round also runs the
+    plain-Python control in 1 and that many threads (`run_control`); the last item is
+    its scaling, one per round that it completed.
     """
     specs = specs or {}
     _, skipped = _loops.available([specs.get(name, name) for name in loop_names])
@@ -431,9 +478,14 @@ def compare(
     gil: dict[tuple[str, str], bool | None] = {}
     errors: dict[tuple[str, str], str] = {}
     unsupported: dict[tuple[str, str], str] = {}
+    controls: list[float] = []
     total = rounds * len(workload_names) * len(runnable)
     status = Progress(total) if progress else None
     for round_index in range(rounds):
+        if control_threads:
+            scaling = run_control(control_threads)
+            if scaling is not None:
+                controls.append(scaling)
         # Rotate the loops' order each round so no loop always runs first or last.
         shift = round_index % max(len(runnable), 1)
         order = runnable[shift:] + runnable[:shift]
@@ -475,7 +527,7 @@ def compare(
                 entry["ops"] = ops.get((workload, loop))
                 entry["gil"] = gil.get((workload, loop))
                 results[workload][loop] = entry
-    return results, skipped, errors
+    return results, skipped, errors, controls
 
 
 def _names(text: str | None, known: list[str], what: str) -> list[str]:
@@ -558,6 +610,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
         return _child_main(argv[1:])
+    if argv[:1] == ["--control"]:
+        return _control_main(argv[1:])
     if argv[:1] == ["bench"]:
         argv = argv[1:]
     parser = _parser()
@@ -612,8 +666,9 @@ def main(argv: list[str] | None = None) -> int:
           f"time per workload (lower is better), speed-up = other loop's time / this "
           f"one's; cpu us/op = this process's CPU per operation (echo, http: server CPU "
           f"per round trip or request)")
-    results, skipped, errors = compare(workload_names, loop_names, rounds, repeat,
-                                       progress=True, specs=specs)
+    results, skipped, errors, controls = compare(
+        workload_names, loop_names, rounds, repeat, progress=True, specs=specs,
+        control_threads=args.threads if scaling else None)
     for name, reason in skipped.items():
         print(f"skipped loop {name}: {reason}")
     for name, reason in missing.items():
@@ -623,7 +678,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in scaling:
         print()
         print(format_scaling(results, loop_names, name, args.threads,
-                             env["free_threaded"]), end="")
+                             env["free_threaded"], controls), end="")
     for workload, per_loop in results.items():
         for loop, entry in per_loop.items():
             if "skipped" in entry:
@@ -640,6 +695,7 @@ def main(argv: list[str] | None = None) -> int:
             "workloads": {w: _workloads.get(w).description for w in workload_names},
             "threads": args.threads,
             "loop_specs": {name: spec for name, spec in specs.items() if spec != name},
+            "threads_control_scaling": controls,
             "skipped": skipped,
             "skipped_workloads": missing,
             "results": results,
