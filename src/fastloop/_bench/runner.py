@@ -142,10 +142,9 @@ def run_child(workload_name: str, loop_spec: str, repeat: int) -> dict[str, Any]
 
 def _control_main(argv: list[str]) -> int:
     """Entry point of a control child: time plain Python in 1 and N threads (argv: N),
-    print {"single": seconds, "many": seconds, "gil": bool} as one JSON line."""
+    print {"single": seconds, "many": seconds} as one JSON line."""
     single, many = _threads.control(int(argv[0]))
-    sys.stdout.write(json.dumps({"single": single, "many": many,
-                                 "gil": _threads.gil_enabled()}) + "\n")
+    sys.stdout.write(json.dumps({"single": single, "many": many}) + "\n")
     return 0
 
 
