@@ -58,7 +58,7 @@ from . import workloads as _workloads
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from typing import TextIO, TypeAlias, TypedDict
+    from typing import Literal, TextIO, TypeAlias, TypedDict
 
     class Summary(TypedDict, total=False):
         """results[workload][loop]: a summary of the samples, or why there is none."""
@@ -381,10 +381,10 @@ def format_table(results: Results, loop_names: list[str]) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def _rate(entry: Summary) -> float | None:
-    """Return an entry's operations per second at its median time, or None."""
-    median, ops = entry.get("median"), entry.get("ops")
-    return ops / median if median and ops else None
+def _rate(entry: Summary, which: Literal["median", "min"] = "median") -> float | None:
+    """Return an entry's operations per second at its median (or best) time, or None."""
+    seconds, ops = entry.get(which), entry.get("ops")
+    return ops / seconds if seconds and ops else None
 
 
 def _format_rate(rate: float | None) -> str:
@@ -397,12 +397,18 @@ def _format_rate(rate: float | None) -> str:
 def format_scaling(results: Results, loop_names: list[str], workload: str, threads: int,
                    free_threaded: bool, controls: Sequence[float] = ()) -> str:
     """Return the table of a scaling workload: per loop, ops/s with 1 thread and with
-    `threads` (the rows "<workload>_1" and "<workload>_<threads>"), their ratio, and
-    whether the GIL was on, with notes that say what the numbers can mean here: the
-    control's scaling (controls, one per round), and why a GIL caps it."""
+    `threads` (the rows "<workload>_1" and "<workload>_<threads>"), their ratio at the
+    median and at the best rounds, and whether the GIL was on, with notes that say what
+    the numbers can mean here: the control's scaling (controls, one per round), and why
+    a GIL caps it.
+
+    The best rounds' ratio is there for busy machines: other processes only ever slow a
+    run down, and a run in N threads needs N free cores for all of its duration, which a
+    shared machine gives in some rounds only; the medians then mostly measure the load.
+    """
     single, many = results.get(f"{workload}_1", {}), results.get(f"{workload}_{threads}", {})
     header = ["loop", "1 thread ops/s", "spread", f"{threads} threads ops/s", "spread",
-              "scaling", "GIL"]
+              "scaling", "best", "GIL"]
     rows: list[list[str]] = []
     gil_on: list[str] = []
     for loop in loop_names:
@@ -417,11 +423,11 @@ def format_scaling(results: Results, loop_names: list[str], workload: str, threa
                           else "-"]
             else:
                 cells += ["FAILED" if "error" in entry else "skipped", ""]
-        rate_one, rate_all = _rate(one), _rate(all_)
         gil = all_.get("gil", one.get("gil"))
         if gil and free_threaded:
             gil_on.append(loop)
-        rows.append([loop, *cells, _ratio(rate_all, rate_one),
+        rows.append([loop, *cells, _ratio(_rate(all_), _rate(one)),
+                     _ratio(_rate(all_, "min"), _rate(one, "min")),
                      "-" if gil is None else "on" if gil else "off"])
     if not rows:
         return ""
@@ -432,15 +438,17 @@ def format_scaling(results: Results, loop_names: list[str], workload: str, threa
         return "  ".join([cells[0].ljust(widths[0]), *rest]).rstrip()
 
     out = [f"{workload}: {threads} loops in {threads} threads at once against 1; scaling = "
-           f"ops/s with {threads} threads / ops/s with 1 (ideal: {threads:.2f}x)",
+           f"ops/s with {threads} threads / ops/s with 1 (ideal: {threads:.2f}x), at the "
+           f"median rounds and at the best (on a busy machine, the closer to what the "
+           f"loop can do)",
            line(header), "  ".join("-" * w for w in widths), *(line(row) for row in rows)]
     if controls:
         control = summarize(list(controls))
-        spread = f", spread ±{control['spread'] * 100:.1f}%" if len(controls) > 1 else ""
+        rounds = (f"median of {len(controls)} rounds, spread ±{control['spread'] * 100:.1f}%"
+                  f", best {control['max']:.2f}x" if len(controls) > 1 else "1 round")
         out.append(f"Control: plain Python (function calls, no loop) in the same threads "
-                   f"scaled {control['median']:.2f}x (median of {len(controls)} "
-                   f"round{'s' if len(controls) > 1 else ''}{spread}): the most a loop "
-                   f"could show on this machine now.")
+                   f"scaled {control['median']:.2f}x ({rounds}): the most a loop could "
+                   f"show on this machine now.")
     if not free_threaded:
         out.append("This interpreter has a GIL: the threads take turns running Python, so "
                    "about 1x (or less) is expected; a free-threaded build (python3.13t+) "
