@@ -2,9 +2,9 @@
 
 Run with `pytest benchmarks/ --benchmark-only` after `pip install '.[bench]'`. The normal
 test run never collects this folder (pyproject's testpaths is ["tests"]). A loop that
-cannot be made (uvloop or rloop not installed, the Cython core not built), a workload
-whose module is missing (httptools), and a loop that lacks a feature a workload needs
-(`NotImplementedError`) are skipped with the reason, as the comparison runner does.
+cannot be made (uvloop, rloop or zuvloop not installed, the Cython core not built), a
+workload whose module is missing (httptools), and a loop that lacks a feature a workload
+needs (`NotImplementedError`) are skipped with the reason, as the comparison runner does.
 """
 
 import pytest

@@ -16,6 +16,7 @@ connections:
 
     PYTHONPATH=src python benchmarks/idle_memory.py
     PYTHONPATH=src python benchmarks/idle_memory.py --loops asyncio,uvloop --conns 2000
+    PYTHONPATH=src python benchmarks/idle_memory.py --loops asyncio,myloop=mypkg:new_loop
 
 The connections are then released and the server checks every one of them closed.
 """
@@ -182,13 +183,17 @@ def main(argv=None):
     from fastloop._bench import loops
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--loops", default=",".join(loops.LOOP_NAMES))
+    parser.add_argument("--loops", default=",".join(loops.LOOP_NAMES),
+                        help="loops by name, or " + loops.SPEC_HELP)
     parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--conns", type=int, default=DEFAULT_CONNS)
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args(argv)
-    names = [n.strip() for n in args.loops.split(",") if n.strip()]
-    found, skipped = loops.available(names)
+    try:
+        specs = loops.select(args.loops)
+    except ValueError as exc:
+        parser.error(f"--loops: {exc}")
+    found, skipped = loops.available(specs.values())
     for name, reason in skipped.items():
         print(f"skipped {name}: {reason}")
     print(f"{args.conns} idle TCP connections; server memory growth per connection")
@@ -197,12 +202,12 @@ def main(argv=None):
     results = {}
     failed = False
     for server_kind in [s.strip() for s in args.servers.split(",") if s.strip()]:
-        for name in names:
+        for name, spec in specs.items():
             if name not in found:
                 continue
             row = {}
             for what in MEASURES:
-                result, error = run_child(name, server_kind, what, args.conns)
+                result, error = run_child(spec, server_kind, what, args.conns)
                 if error:
                     failed = True
                     print(f"FAILED {server_kind} {name} {what}: {error}")

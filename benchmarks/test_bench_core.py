@@ -2,7 +2,8 @@
 
 call_soon (with and without context=), timers, a timer chain with and without 100k idle
 far-future timers, sleep(0) switches, future ping-pong, gather of 100k tasks,
-call_soon_threadsafe bursts, and asyncio.run start/stop (no fd may be left open). Each
+call_soon_threadsafe bursts, asyncio.run start/stop (no fd may be left open), and a
+loop per thread in 1 and N threads (the threads workload's scaling). Each
 workload checks its own outcome and raises if the loop got it wrong; the assert here
 also checks that the number of operations it reports is the advertised one.
 
@@ -13,10 +14,18 @@ import pytest
 
 from fastloop._bench import echo as _echo
 from fastloop._bench import httpd as _httpd
+from fastloop._bench import threads as _threads
 from fastloop._bench import workloads as _workloads
 
 NETWORK = {workload.name for workload in _echo.ECHO_WORKLOADS + _httpd.HTTP_WORKLOADS}
-CORE_NAMES = [name for name in _workloads.WORKLOADS if name not in NETWORK]
+# A scaling workload (threads) runs as the runner times it: with 1 thread and with one
+# per CPU (at least 2).
+CORE_NAMES = [
+    run
+    for name, workload in _workloads.WORKLOADS.items() if name not in NETWORK
+    for run in ([f"{name}_1", f"{name}_{_threads.default_threads()}"] if workload.scales
+                else [name])
+]
 
 
 @pytest.mark.parametrize("name", CORE_NAMES)

@@ -40,17 +40,19 @@ class Workload:
     imports (a missing one skips the workload); `extra` keeps it out of the default
     comparison (`--all` runs it); `max_repeat` caps the runner's timed runs per process,
     and `warmup=False` skips its untimed first run (for a run long enough to warm up
-    by itself).
+    by itself). A `scales` workload makes its own loops in threads, `run(factory,
+    threads=n)`, its `ops` counted per thread; `with_threads(n)` is the workload the
+    runner times, named "<name>_<n>".
     """
 
     __slots__ = ("name", "run", "description", "ops", "requires", "extra", "setup",
-                 "makes_loops", "max_repeat", "warmup")
+                 "makes_loops", "max_repeat", "warmup", "scales")
 
     def __init__(self, name: str, run: Callable[..., int], description: str, ops: int, *,
                  requires: Iterable[str] = (), extra: bool = False,
                  setup: Callable[[asyncio.AbstractEventLoop], Any] | None = None,
                  makes_loops: bool = False, max_repeat: int | None = None,
-                 warmup: bool = True) -> None:
+                 warmup: bool = True, scales: bool = False) -> None:
         self.name = name
         self.run = run
         self.description = description
@@ -61,6 +63,17 @@ class Workload:
         self.makes_loops = makes_loops
         self.max_repeat = max_repeat
         self.warmup = warmup
+        self.scales = scales
+
+    def with_threads(self, count: int) -> Workload:
+        """Return this scaling workload run by count threads at once."""
+        if not self.scales:
+            raise ValueError(f"{self.name} does not run in threads")
+        plural = "s" if count > 1 else ""
+        return Workload(f"{self.name}_{count}", functools.partial(self.run, threads=count),
+                        f"{self.description} [{count} thread{plural}]",
+                        self.ops * count, requires=self.requires, extra=self.extra,
+                        makes_loops=True, max_repeat=self.max_repeat, warmup=self.warmup)
 
     def missing(self) -> str | None:
         """Return why this workload cannot run here (a module is missing), or None."""

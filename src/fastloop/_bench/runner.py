@@ -21,10 +21,16 @@ deviation over rounds, as a percentage of the median: robust to one disturbed ro
 and the speed-up relative to asyncio and to uvloop (their median time divided by this
 loop's: above 1 is faster).
 
-A loop that is not installed, a workload whose module is missing (httptools), and a
-pair whose loop lacks a feature (`NotImplementedError`) are reported as skipped. A
-wrong outcome is FAILED; it makes the exit status 1 when the loop is fastloop's or the
-reference asyncio, and is only reported for the other loops.
+A loop that is not installed (or does not support this Python), a workload whose
+module is missing (httptools), and a pair whose loop lacks a feature
+(`NotImplementedError`) are reported as skipped. A wrong outcome is FAILED; it makes
+the exit status 1 when the loop is fastloop's or the reference asyncio, and is only
+reported for the other loops (uvloop, rloop, zuvloop, and any loop given as
+`--loops name=module:factory`).
+
+A scaling workload (`threads`: a loop per thread) is timed twice, with 1 thread and
+with `--threads` N, as the rows "threads_1" and "threads_N"; a second table gives both
+throughputs, their ratio, and whether the GIL was on in the sample's process.
 
     python -m fastloop                    # the default comparison (6-7 min, 2 cores)
     python -m fastloop bench --quick      # the same command; a short run
@@ -47,10 +53,12 @@ from typing import TYPE_CHECKING, Any
 
 from . import loops as _loops
 from . import plot as _plot
+from . import threads as _threads
 from . import workloads as _workloads
 
 if TYPE_CHECKING:
-    from typing import TextIO, TypeAlias, TypedDict
+    from collections.abc import Sequence
+    from typing import Literal, TextIO, TypeAlias, TypedDict
 
     class Summary(TypedDict, total=False):
         """results[workload][loop]: a summary of the samples, or why there is none."""
@@ -63,6 +71,7 @@ if TYPE_CHECKING:
         cpu_samples: list[float]
         cpu_median: float | None
         ops: int | None
+        gil: bool | None
         error: str
         skipped: str
 
@@ -78,6 +87,7 @@ if TYPE_CHECKING:
         cpus: int | None
         fastloop: str
         fastloop_default_core: str
+        free_threaded: bool
         date: str
 
 # Rounds and timed repeats per child. On a 2-core VM the default took 4.3 minutes
@@ -96,11 +106,13 @@ CHILD_TIMEOUT = 300.0
 
 # --- the child: one workload on one loop, timings as one JSON line on stdout ----------
 
-def run_child(workload_name: str, loop_name: str, repeat: int) -> dict[str, Any]:
-    """Time workload_name on loop_name; return {'times': [...], 'cpu': [...], 'ops': n},
-    or {'skipped': reason} if the loop lacks a feature the workload needs."""
+def run_child(workload_name: str, loop_spec: str, repeat: int) -> dict[str, Any]:
+    """Time workload_name on the loop loop_spec names; return {'times': [...], 'cpu':
+    [...], 'ops': n, 'gil': whether the GIL was on}, or {'skipped': reason} if the loop
+    lacks a feature the workload needs."""
     workload = _workloads.get(workload_name)
-    factory = _loops.find(loop_name)
+    factory = _loops.find(loop_spec)
+    loop_name = _loops.label(loop_spec)
     times: list[float] = []
     cpu: list[float] = []
     first_timed = 1 if workload.warmup else 0
@@ -124,15 +136,24 @@ def run_child(workload_name: str, loop_name: str, repeat: int) -> dict[str, Any]
         if i >= first_timed:
             times.append(elapsed)
             cpu.append(cpu_elapsed)
-    return {"times": times, "cpu": cpu, "ops": ops}
+    # Last: importing the loop, or something it did, may have turned the GIL on.
+    return {"times": times, "cpu": cpu, "ops": ops, "gil": _threads.gil_enabled()}
+
+
+def _control_main(argv: list[str]) -> int:
+    """Entry point of a control child: time plain Python in 1 and N threads (argv: N),
+    print {"single": seconds, "many": seconds} as one JSON line."""
+    single, many = _threads.control(int(argv[0]))
+    sys.stdout.write(json.dumps({"single": single, "many": many}) + "\n")
+    return 0
 
 
 def _child_main(argv: list[str]) -> int:
     """Entry point of a child process: print the result as one JSON line. A wrong
     outcome is {"failed": message} and exit status 1; a crash, a traceback and 1."""
-    workload_name, loop_name, repeat = argv[0], argv[1], int(argv[2])
+    workload_name, loop_spec, repeat = argv[0], argv[1], int(argv[2])
     try:
-        result = run_child(workload_name, loop_name, repeat)
+        result = run_child(workload_name, loop_spec, repeat)
     except _workloads.WorkloadError as exc:  # a wrong outcome: its message says it all
         sys.stdout.write(json.dumps({"failed": f"{type(exc).__name__}: {exc}"}) + "\n")
         return 1
@@ -179,17 +200,44 @@ class Progress:
         self.stream.flush()
 
 
-def run_sample(workload: str, loop: str, repeat: int) -> tuple[str, Any]:
-    """Run one child; return ("ok", {'time', 'cpu', 'ops'}), ("skipped", reason) or
-    ("failed", error text).
+def _run_child(args: list[str], cython_core: bool) -> subprocess.CompletedProcess[str]:
+    """Run `python -m fastloop._bench.runner *args` and return it, finished.
 
-    'time' is the best wall time in seconds, 'cpu' the least CPU time of the same runs.
+    Without cython_core the child runs with FASTLOOP_NO_EXTENSIONS=1: it imports the
+    fastloop package (the runner is in it), whose default core is the Cython one, and on
+    a free-threaded build loading that would turn the GIL on for asyncio's or uvloop's
+    threads too (until the core declares it can run without).
     """
-    cmd = [sys.executable, "-m", "fastloop._bench.runner", "--child", workload, loop,
-           str(repeat)]
+    cmd = [sys.executable, "-m", "fastloop._bench.runner", *args]
+    env = None if cython_core else {**os.environ, "FASTLOOP_NO_EXTENSIONS": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT,
+                          stdin=subprocess.DEVNULL, env=env)
+
+
+def run_control(threads: int) -> float | None:
+    """Run one control child; return the scaling of plain Python from 1 thread to
+    `threads` (threads * its 1-thread time / its N-thread time), or None if it failed."""
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT,
-                              stdin=subprocess.DEVNULL)
+        proc = _run_child(["--control", str(threads)], cython_core=False)
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        scaling: float = threads * result["single"] / result["many"]
+    except (subprocess.TimeoutExpired, ValueError, IndexError, KeyError, TypeError,
+            ZeroDivisionError):
+        return None
+    return scaling
+
+
+def run_sample(workload: str, loop_spec: str, repeat: int) -> tuple[str, Any]:
+    """Run one child; return ("ok", {'time', 'cpu', 'ops', 'gil'}), ("skipped", reason)
+    or ("failed", error text).
+
+    'time' is the best wall time in seconds, 'cpu' the least CPU time of the same runs,
+    'gil' whether the GIL was on in the child (None if it did not say).
+    """
+    try:
+        # A user's loop may be fastloop's: its environment stays as it is.
+        proc = _run_child(["--child", workload, loop_spec, str(repeat)],
+                          cython_core=loop_spec not in _loops.WITHOUT_CYTHON_CORE)
     except subprocess.TimeoutExpired:
         return "failed", f"timed out after {CHILD_TIMEOUT:.0f}s"
     if proc.returncode != 0:
@@ -205,7 +253,7 @@ def run_sample(workload: str, loop: str, repeat: int) -> tuple[str, Any]:
         cpu = result.get("cpu") or [None]
         return "ok", {"time": min(result["times"]),
                       "cpu": min(cpu) if None not in cpu else None,
-                      "ops": result.get("ops")}
+                      "ops": result.get("ops"), "gil": result.get("gil")}
     except (ValueError, IndexError, KeyError) as exc:
         return "failed", f"unreadable child output ({exc!r}): {proc.stdout[-500:]!r}"
 
@@ -239,6 +287,7 @@ def environment() -> Environment:
         "cpus": os.cpu_count(),
         "fastloop": getattr(fastloop, "__version__", "?"),
         "fastloop_default_core": getattr(fastloop, "IMPLEMENTATION", "?"),
+        "free_threaded": _threads.free_threaded(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
@@ -332,38 +381,130 @@ def format_table(results: Results, loop_names: list[str]) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def _rate(entry: Summary, which: Literal["median", "min"] = "median") -> float | None:
+    """Return an entry's operations per second at its median (or best) time, or None."""
+    seconds, ops = entry.get(which), entry.get("ops")
+    return ops / seconds if seconds and ops else None
+
+
+def _format_rate(rate: float | None) -> str:
+    """Format operations per second as 1.23M or 456k, or a dash."""
+    if rate is None:
+        return "-"
+    return f"{rate / 1e6:.2f}M" if rate >= 1e6 else f"{rate / 1e3:.0f}k"
+
+
+def format_scaling(results: Results, loop_names: list[str], workload: str, threads: int,
+                   free_threaded: bool, controls: Sequence[float] = ()) -> str:
+    """Return the table of a scaling workload: per loop, ops/s with 1 thread and with
+    `threads` (the rows "<workload>_1" and "<workload>_<threads>"), their ratio at the
+    median and at the best rounds, and whether the GIL was on, with notes that say what
+    the numbers can mean here: the control's scaling (controls, one per round), and why
+    a GIL caps it.
+
+    The best rounds' ratio is there for busy machines: other processes only ever slow a
+    run down, and a run in N threads needs N free cores for all of its duration, which a
+    shared machine gives in some rounds only; the medians then mostly measure the load.
+    """
+    single, many = results.get(f"{workload}_1", {}), results.get(f"{workload}_{threads}", {})
+    header = ["loop", "1 thread ops/s", "spread", f"{threads} threads ops/s", "spread",
+              "scaling", "best", "GIL"]
+    rows: list[list[str]] = []
+    gil_on: list[str] = []
+    for loop in loop_names:
+        one, all_ = single.get(loop), many.get(loop)
+        if one is None or all_ is None:
+            continue
+        cells: list[str] = []
+        for entry in (one, all_):
+            if "median" in entry:
+                cells += [_format_rate(_rate(entry)),
+                          f"±{entry['spread'] * 100:.1f}%" if len(entry["samples"]) > 1
+                          else "-"]
+            else:
+                cells += ["FAILED" if "error" in entry else "skipped", ""]
+        gil = all_.get("gil", one.get("gil"))
+        if gil and free_threaded:
+            gil_on.append(loop)
+        rows.append([loop, *cells, _ratio(_rate(all_), _rate(one)),
+                     _ratio(_rate(all_, "min"), _rate(one, "min")),
+                     "-" if gil is None else "on" if gil else "off"])
+    if not rows:
+        return ""
+    widths = [max(len(header[i]), *(len(row[i]) for row in rows)) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        rest = [cell.rjust(width) for cell, width in zip(cells[1:], widths[1:])]
+        return "  ".join([cells[0].ljust(widths[0]), *rest]).rstrip()
+
+    out = [f"{workload}: {threads} loops in {threads} threads at once against 1; scaling = "
+           f"ops/s with {threads} threads / ops/s with 1 (ideal: {threads:.2f}x), at the "
+           f"median rounds and at the best (on a busy machine, the closer to what the "
+           f"loop can do)",
+           line(header), "  ".join("-" * w for w in widths), *(line(row) for row in rows)]
+    if controls:
+        control = summarize(list(controls))
+        rounds = (f"median of {len(controls)} rounds, spread ±{control['spread'] * 100:.1f}%"
+                  f", best {control['max']:.2f}x" if len(controls) > 1 else "1 round")
+        out.append(f"Control: plain Python (function calls, no loop) in the same threads "
+                   f"scaled {control['median']:.2f}x ({rounds}): the most a loop could "
+                   f"show on this machine now.")
+    if not free_threaded:
+        out.append("This interpreter has a GIL: the threads take turns running Python, so "
+                   "about 1x (or less) is expected; a free-threaded build (python3.13t+) "
+                   "runs the loops in parallel.")
+    elif gil_on:
+        out.append(f"GIL on: in the processes of {', '.join(gil_on)}, importing the loop "
+                   f"turned the GIL on (an extension that does not declare it can run "
+                   f"without); PYTHON_GIL=0 keeps it off, at your own risk.")
+    return "\n".join(out) + "\n"
+
+
 def compare(
     workload_names: list[str], loop_names: list[str], rounds: int, repeat: int,
-    progress: bool = True,
-) -> tuple[Results, dict[str, str], dict[tuple[str, str], str]]:
-    """Run the comparison; return (results, skipped loops, errors).
+    progress: bool = True, specs: dict[str, str] | None = None,
+    control_threads: int | None = None,
+) -> tuple[Results, dict[str, str], dict[tuple[str, str], str], list[float]]:
+    """Run the comparison; return (results, skipped loops, errors, control scalings).
 
     results[workload][loop] is a summary, {"error": text} or {"skipped": reason};
-    errors maps (workload, loop) to the error text of every failed pair.
+    errors maps (workload, loop) to the error text of every failed pair. specs maps a
+    loop's name to what the child is told to find (`loops.find`), when that differs
+    (a user's "name=module:factory"). With control_threads, each round also runs the
+    plain-Python control in 1 and that many threads (`run_control`); the last item is
+    its scaling, one per round that it completed.
     """
-    _, skipped = _loops.available(loop_names)
+    specs = specs or {}
+    _, skipped = _loops.available([specs.get(name, name) for name in loop_names])
     runnable = [name for name in loop_names if name not in skipped]
     samples: dict[str, dict[str, list[float]]] = {
         w: {loop: [] for loop in runnable} for w in workload_names}
     cpu_samples: dict[str, dict[str, list[float]]] = {
         w: {loop: [] for loop in runnable} for w in workload_names}
     ops: dict[tuple[str, str], int | None] = {}
+    gil: dict[tuple[str, str], bool | None] = {}
     errors: dict[tuple[str, str], str] = {}
     unsupported: dict[tuple[str, str], str] = {}
+    controls: list[float] = []
     total = rounds * len(workload_names) * len(runnable)
     status = Progress(total) if progress else None
     for round_index in range(rounds):
+        if control_threads:
+            scaling = run_control(control_threads)
+            if scaling is not None:
+                controls.append(scaling)
         # Rotate the loops' order each round so no loop always runs first or last.
         shift = round_index % max(len(runnable), 1)
         order = runnable[shift:] + runnable[:shift]
         for workload in workload_names:
-            cap = _workloads.WORKLOADS[workload].max_repeat
+            cap = _workloads.get(workload).max_repeat
             for loop in order:
                 if status:
                     status.step(round_index + 1, rounds, workload, loop)
                 if (workload, loop) in errors or (workload, loop) in unsupported:
                     continue  # a failed or skipped pair does the same every round
-                outcome, value = run_sample(workload, loop, min(repeat, cap or repeat))
+                outcome, value = run_sample(workload, specs.get(loop, loop),
+                                            min(repeat, cap or repeat))
                 if outcome == "failed":
                     errors[(workload, loop)] = value
                 elif outcome == "skipped":
@@ -373,6 +514,7 @@ def compare(
                     if value["cpu"] is not None:
                         cpu_samples[workload][loop].append(value["cpu"])
                     ops[(workload, loop)] = value["ops"]
+                    gil[(workload, loop)] = value["gil"]
     if status:
         status.finish()
     results: Results = {}
@@ -390,8 +532,9 @@ def compare(
                 entry["cpu_samples"] = cpu
                 entry["cpu_median"] = statistics.median(cpu) if cpu else None
                 entry["ops"] = ops.get((workload, loop))
+                entry["gil"] = gil.get((workload, loop))
                 results[workload][loop] = entry
-    return results, skipped, errors
+    return results, skipped, errors, controls
 
 
 def _names(text: str | None, known: list[str], what: str) -> list[str]:
@@ -409,9 +552,11 @@ def _parser() -> argparse.ArgumentParser:
     """Return the command line's parser."""
     parser = argparse.ArgumentParser(
         prog="python -m fastloop [bench]",
-        description="Compare fastloop's cores with asyncio, uvloop and rloop on this "
-                    "machine. Each sample runs in a fresh process; rounds interleave the "
-                    "loops. `bench` is optional: both forms run the same comparison.",
+        description="Compare fastloop's cores with asyncio, uvloop, rloop and zuvloop "
+                    "(those installed) on this machine, or with a loop of your own "
+                    "(--loops name=module:factory). Each sample runs in a fresh process; "
+                    "rounds interleave the loops. `bench` is optional: both forms run the "
+                    "same comparison.",
     )
     parser.add_argument("--rounds", type=int, default=None,
                         help=f"samples per workload and loop (default {DEFAULT_ROUNDS}, "
@@ -421,7 +566,8 @@ def _parser() -> argparse.ArgumentParser:
                              f"{DEFAULT_REPEAT}, --quick {QUICK_REPEAT})")
     parser.add_argument("--quick", action="store_true", help=f"a short run ({QUICK_ROUNDS} rounds)")
     parser.add_argument("--all", action="store_true",
-                        help="also the extra workloads (more echo sizes and servers)")
+                        help="also the extra workloads (more echo sizes and servers; "
+                             "threads, on a build with a GIL)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--plot", metavar="FILE.png",
                         help="also draw the speed-ups as a bar chart (needs matplotlib: "
@@ -429,15 +575,27 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workloads", metavar="A,B",
                         help="only these workloads: " + ", ".join(_workloads.WORKLOADS))
     parser.add_argument("--loops", metavar="A,B",
-                        help="only these loops: " + ", ".join(_loops.LOOP_NAMES))
+                        help="only these loops: " + ", ".join(_loops.LOOP_NAMES) + "; "
+                             "and any other as " + _loops.SPEC_HELP + ", which each "
+                             "sample's process imports and calls for a new loop (its "
+                             "wrong outcomes are reported, not fatal)")
+    parser.add_argument("--threads", type=int, default=_threads.default_threads(),
+                        metavar="N",
+                        help="threads (each running its own loop) for the threads "
+                             "workload, timed at 1 thread and at N (default: the CPUs, "
+                             "at least 2; here %(default)s). It runs by default on a "
+                             "free-threaded build, where loops in threads run in "
+                             "parallel; elsewhere ask for it (--workloads threads, or "
+                             "--all): with a GIL it shows about 1x.")
     parser.add_argument("--list", action="store_true",
                         help="list the workloads and loops, then exit")
     return parser
 
 
-def _print_list(loop_names: list[str]) -> None:
+def _print_list(specs: dict[str, str]) -> None:
     """Print every workload (marking the extra ones) and whether each loop is here."""
-    found, skipped = _loops.available(loop_names)
+    found, skipped = _loops.available(specs.values())
+    loop_names = list(specs)
     width = max(12, *(len(name) for name in _workloads.WORKLOADS))
     for workload in _workloads.WORKLOADS.values():
         notes = []
@@ -449,8 +607,9 @@ def _print_list(loop_names: list[str]) -> None:
         note = f" [{'; '.join(notes)}]" if notes else ""
         print(f"workload  {workload.name:<{width}} {workload.description}{note}")
     for name in loop_names:
+        spec = f" ({specs[name]})" if specs[name] != name else ""
         print(f"loop      {name:<{width}} "
-              f"{'available' if name in found else 'skipped: ' + skipped[name]}")
+              f"{'available' if name in found else 'skipped: ' + skipped[name]}{spec}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -458,14 +617,26 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
         return _child_main(argv[1:])
+    if argv[:1] == ["--control"]:
+        return _control_main(argv[1:])
     if argv[:1] == ["bench"]:
         argv = argv[1:]
     parser = _parser()
     args = parser.parse_args(argv)
 
-    loop_names = _names(args.loops, list(_loops.LOOP_NAMES), "loops")
+    try:
+        specs = _loops.select(args.loops)
+    except ValueError as exc:
+        parser.error(f"--loops: {exc}")
+    for name, spec in specs.items():  # a loop of the user's must be there: say so now
+        if spec != name:
+            try:
+                _loops.find(spec)
+            except _loops.Unavailable as exc:
+                parser.error(f"--loops {spec}: {exc}")
+    loop_names = list(specs)
     if args.list:
-        _print_list(loop_names)
+        _print_list(specs)
         return 0
     if args.workloads:
         workload_names = _names(args.workloads, list(_workloads.WORKLOADS), "workloads")
@@ -476,6 +647,8 @@ def main(argv: list[str] | None = None) -> int:
     repeat = args.repeat or (QUICK_REPEAT if args.quick else DEFAULT_REPEAT)
     if rounds < 1 or repeat < 1:
         parser.error("--rounds and --repeat must be at least 1")
+    if args.threads < 2:
+        parser.error("--threads must be at least 2 (the workload compares N threads with 1)")
     if args.plot:
         problem = _plot.unavailable()
         if problem:  # said now, not after minutes of measuring
@@ -486,23 +659,33 @@ def main(argv: list[str] | None = None) -> int:
         if reason:
             missing[name] = reason
     workload_names = [name for name in workload_names if name not in missing]
+    # A scaling workload is timed twice, with 1 thread and with --threads.
+    scaling = [name for name in workload_names if _workloads.WORKLOADS[name].scales]
+    workload_names = [run for name in workload_names for run in (
+        [f"{name}_1", f"{name}_{args.threads}"] if name in scaling else [name])]
 
     env = environment()
+    build = " (free-threaded)" if env["free_threaded"] else ""
     print(f"fastloop {env['fastloop']} (default core: {env['fastloop_default_core']}), "
-          f"{env['implementation']} {env['python']}, {env['platform']}, "
+          f"{env['implementation']} {env['python']}{build}, {env['platform']}, "
           f"{env['cpus']} CPUs, {env['date']}")
     print(f"{rounds} rounds x {repeat} timed runs per fresh process; "
           f"time per workload (lower is better), speed-up = other loop's time / this "
           f"one's; cpu us/op = this process's CPU per operation (echo, http: server CPU "
           f"per round trip or request)")
-    results, skipped, errors = compare(workload_names, loop_names, rounds, repeat,
-                                       progress=True)
+    results, skipped, errors, controls = compare(
+        workload_names, loop_names, rounds, repeat, progress=True, specs=specs,
+        control_threads=args.threads if scaling else None)
     for name, reason in skipped.items():
         print(f"skipped loop {name}: {reason}")
     for name, reason in missing.items():
         print(f"skipped workload {name}: {reason}")
     print()
     print(format_table(results, loop_names), end="")
+    for name in scaling:
+        print()
+        print(format_scaling(results, loop_names, name, args.threads,
+                             env["free_threaded"], controls), end="")
     for workload, per_loop in results.items():
         for loop, entry in per_loop.items():
             if "skipped" in entry:
@@ -516,7 +699,10 @@ def main(argv: list[str] | None = None) -> int:
             "environment": env,
             "rounds": rounds,
             "repeat": repeat,
-            "workloads": {w: _workloads.WORKLOADS[w].description for w in workload_names},
+            "workloads": {w: _workloads.get(w).description for w in workload_names},
+            "threads": args.threads,
+            "loop_specs": {name: spec for name, spec in specs.items() if spec != name},
+            "threads_control_scaling": controls,
             "skipped": skipped,
             "skipped_workloads": missing,
             "results": results,

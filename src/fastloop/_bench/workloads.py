@@ -5,8 +5,9 @@ and returns how many operations it completed. It raises `WorkloadError` when the
 produced the wrong outcome (a callback lost or run twice, a cancelled timer fired), so
 a fast but wrong loop can never post a number. Checks are explicit `raise`s rather than
 `assert`s so that they survive `python -O`. (`base.Workload` describes the variations:
-an untimed `setup`, or a workload that makes its own loops.) A loop that lacks a feature
-a workload needs raises `NotImplementedError`: the runner reports that pair as skipped.
+an untimed `setup`, a workload that makes its own loops, or its own loops in threads.)
+A loop that lacks a feature a workload needs raises `NotImplementedError`: the runner
+reports that pair as skipped.
 
 Sizes are module constants: every loop runs exactly the same program, and results of
 different runs stay comparable.
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from . import echo as _echo
 from . import httpd as _httpd
 from . import subproc as _subproc
+from . import threads as _threads
 from .base import Workload, WorkloadError, check as _check
 
 if TYPE_CHECKING:
@@ -342,6 +344,8 @@ WORKLOADS = {
                  THREADSAFE_THREADS * THREADSAFE_PER_THREAD),
         Workload("startstop", startstop, "500 x asyncio.run(empty()), no fd left open",
                  STARTSTOP_COUNT, makes_loops=True),
+        # N loops in N threads (threads.py), timed at 1 thread and at N: the scaling.
+        *_threads.THREADS_WORKLOADS,
         # Networking (echo.py): an echo server on the loop, a client in another process.
         *_echo.ECHO_WORKLOADS,
         # HTTP/1.1 on httptools (httpd.py), the client another process as for echo.
@@ -353,8 +357,11 @@ WORKLOADS = {
 
 
 def get(name: str) -> Workload:
-    """Return the workload called name (KeyError lists the known ones)."""
-    try:
+    """Return the workload called name, or "<name>_<n>" for a scaling workload run by n
+    threads (KeyError lists the known ones)."""
+    if name in WORKLOADS:
         return WORKLOADS[name]
-    except KeyError:
-        raise KeyError(f"unknown workload {name!r}; known: {', '.join(WORKLOADS)}") from None
+    base, _, count = name.rpartition("_")
+    if base in WORKLOADS and WORKLOADS[base].scales and count.isdigit() and int(count) > 0:
+        return WORKLOADS[base].with_threads(int(count))
+    raise KeyError(f"unknown workload {name!r}; known: {', '.join(WORKLOADS)}")
