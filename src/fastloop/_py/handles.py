@@ -125,7 +125,7 @@ class Handle:
         # A traceback raised below keeps this frame alive (through f_back) and with it
         # the handle, its callback and, for a task's step, the task: a cycle that would
         # delay "Task exception was never retrieved" until a collection. As asyncio.
-        self = None  # type: ignore[assignment]
+        self = callback = args = None  # type: ignore[assignment]
 
     def _report(self, exc: BaseException) -> None:
         """Hand an exception raised by the callback to the loop's exception handler."""
