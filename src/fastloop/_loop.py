@@ -28,7 +28,6 @@ from ._unix import SignalMixin
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable
     from concurrent.futures import Executor
-    from contextvars import Context
     from types import ModuleType
 
 _BaseEventLoop = base_events.BaseEventLoop
@@ -98,29 +97,6 @@ class LoopMixin(NetMixin, SubprocessMixin, SignalMixin):
     _asyncgen_firstiter_hook = _BaseEventLoop._asyncgen_firstiter_hook
     _asyncgen_finalizer_hook = _BaseEventLoop._asyncgen_finalizer_hook
     # --- end of borrowed block ------------------------------------------------
-
-    if hasattr(events, "_ThreadSafeHandle"):  # 3.14, and 3.12/3.13 releases with the backport
-
-        def call_soon_threadsafe(
-            self, callback: Callable[..., object], *args: Any, context: Context | None = None
-        ) -> Any:  # an asyncio.Handle (typeshed knows no _ThreadSafeHandle), not the core's
-            """Like call_soon(), but callable from any thread: wakes the loop.
-
-            The handle is asyncio's own ``_ThreadSafeHandle``, as there: its lock
-            makes cancel() from another thread wait for a running callback, and
-            keeps a callback cancelled before it starts from running. The core
-            runs such a foreign handle through its ``_run()`` (docs/core.md).
-            """
-            self._check_closed()
-            if self._debug:
-                self._check_callback(callback, "call_soon_threadsafe")
-            handle = events._ThreadSafeHandle(callback, args, self, context)
-            if handle._source_traceback:
-                # Drop this method's frame and the subclass's __init__, as asyncio does.
-                del handle._source_traceback[-2:]
-            self._add_callback(handle)
-            self._write_to_self()
-            return handle
 
     def run_forever(self) -> None:
         """Run until stop() is called."""

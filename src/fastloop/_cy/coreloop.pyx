@@ -296,7 +296,14 @@ cdef class CoreLoop:
             raise RuntimeError('Event loop is closed')
         if self._debug:
             check_callback(callback, 'call_soon_threadsafe')
-        cdef Handle handle = self.new_handle(callback, args, context)
+        cdef object handle
+        if aio_ThreadSafeHandle is not None:
+            handle = aio_ThreadSafeHandle(callback, args, self, context)
+            if handle._source_traceback:
+                # Its __init__'s frame (this method has none: it is Cython).
+                del handle._source_traceback[-1]
+        else:
+            handle = self.new_handle(callback, args, context)
         cdef fl_lock_t cs
         cdef bint closed, pushed = False
         # Checked again under the lock: close() may have run in another thread since.

@@ -14,6 +14,7 @@ import time
 import weakref
 from asyncio import base_events as aio_base_events
 from asyncio import coroutines as aio_coroutines
+from asyncio import events as aio_events
 from asyncio.log import logger
 from collections import deque
 from contextvars import Context, copy_context
@@ -30,6 +31,11 @@ from .waker import Waker
 _iscoroutinefunction = getattr(
     aio_coroutines, "_iscoroutinefunction", aio_coroutines.iscoroutinefunction
 )
+# What call_soon_threadsafe returns where asyncio has it (3.12.8+, 3.13.1+, 3.14):
+# asyncio's own handle, whose lock makes cancel() from another thread wait for a
+# running callback; CPython's tests check its type. The run loop runs it through its
+# _run(), as any foreign handle.
+_ThreadSafeHandle = getattr(aio_events, "_ThreadSafeHandle", None)
 
 if TYPE_CHECKING:
     import asyncio
@@ -169,12 +175,19 @@ class CoreLoop:
 
     def call_soon_threadsafe(
         self, callback: Callable[..., object], *args: Any, context: Context | None = None
-    ) -> Handle:
+    ) -> Any:  # a Handle, or asyncio's _ThreadSafeHandle (unknown to typeshed)
         """Like call_soon(), but callable from any thread: wakes the loop."""
         if self._closed:
             raise RuntimeError("Event loop is closed")
         if self._debug:
             self._check_callback(callback, "call_soon_threadsafe")
+        handle: Any
+        if _ThreadSafeHandle is not None:
+            handle = _ThreadSafeHandle(callback, args, self, context)
+            if handle._source_traceback:
+                # This method's frame and the subclass's __init__, as asyncio drops.
+                del handle._source_traceback[-2:]
+        elif self._debug:
             handle = Handle(callback, args, self, context)
             del handle._source_traceback[-1]
         else:
