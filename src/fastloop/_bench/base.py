@@ -6,6 +6,7 @@ their own `Workload`s without importing it back.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import importlib.util
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,15 @@ def check(what: str, got: object, expected: object) -> None:
     """Raise WorkloadError unless got == expected."""
     if got != expected:
         raise WorkloadError(f"{what}: expected {expected}, got {got}")
+
+
+async def switch(times: int) -> int:
+    """Await asyncio.sleep(0) ``times`` times (a task switch each); return the count."""
+    switches = 0
+    for _ in range(times):
+        await asyncio.sleep(0)
+        switches += 1
+    return switches
 
 
 class Workload:

@@ -25,7 +25,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, TypeVar
 
-from .base import Workload, WorkloadError, check as _check
+from .base import Workload, WorkloadError, switch
+from .base import check as _check
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -80,17 +81,10 @@ def _program(loop: asyncio.AbstractEventLoop) -> tuple[int, list[int]]:
             if chains_left[0] == 0:
                 chains_done.set_result(None)
 
-    async def switcher() -> int:
-        switches = 0
-        for _ in range(THREAD_SWITCHES):
-            await asyncio.sleep(0)
-            switches += 1
-        return switches
-
     async def main() -> list[int]:
         for _ in range(THREAD_CHAINS):
             loop.call_soon(step, THREAD_CHAIN_STEPS)
-        switches = await asyncio.gather(*[switcher() for _ in range(THREAD_TASKS)])
+        switches = await asyncio.gather(*[switch(THREAD_SWITCHES) for _ in range(THREAD_TASKS)])
         await chains_done
         return switches
 

@@ -25,7 +25,8 @@ from . import echo as _echo
 from . import httpd as _httpd
 from . import subproc as _subproc
 from . import threads as _threads
-from .base import Workload, WorkloadError, check as _check
+from .base import Workload, WorkloadError, switch
+from .base import check as _check
 
 if TYPE_CHECKING:
     from .base import LoopFactory
@@ -174,15 +175,8 @@ def timer_chain_idle(loop: asyncio.AbstractEventLoop, idle: list[Any]) -> int:
 def sleep0(loop: asyncio.AbstractEventLoop) -> int:
     """10 tasks each awaiting asyncio.sleep(0) 10k times: task switches."""
 
-    async def worker() -> int:
-        n = 0
-        for _ in range(SLEEP_SWITCHES):
-            await asyncio.sleep(0)
-            n += 1
-        return n
-
     async def main() -> list[int]:
-        return await asyncio.gather(*[worker() for _ in range(SLEEP_TASKS)])
+        return await asyncio.gather(*[switch(SLEEP_SWITCHES) for _ in range(SLEEP_TASKS)])
 
     counts = loop.run_until_complete(main())
     _check("switches per task", counts, [SLEEP_SWITCHES] * SLEEP_TASKS)
