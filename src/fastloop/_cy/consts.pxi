@@ -13,7 +13,7 @@ cdef double MIN_CANCELLED_FRACTION_TO_COMPACT = 0.5
 
 # Bytes asked of one recv()/read() by a transport: asyncio's
 # selector_events._SelectorTransport.max_size (256 KiB). Also the size of the
-# buffer each loop owns for those reads (transports.pyx).
+# buffer each loop owns for those reads (transport.pyx).
 cdef Py_ssize_t MAX_RECV_SIZE = 256 * 1024
 
 cdef enum:

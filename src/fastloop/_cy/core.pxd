@@ -239,7 +239,7 @@ cdef class CoreLoop:
     cdef int run_debug(self, object handle) except -1
 
 
-# transports.pyx
+# transport.pyx (the bases; the kinds in stream.pyx, datagram.pyx, pipe.pyx)
 
 cdef class SockDone:
     cdef CoreLoop loop

@@ -21,10 +21,12 @@ from contextvars import Context, copy_context
 from math import ceil
 from typing import TYPE_CHECKING, Any
 
+from .datagram import DatagramTransport
 from .handles import Handle, TimerHandle, new_handle, new_timer
+from .pipe import ReadPipeTransport, WritePipeTransport
 from .poller import READ, WRITE, Poller
+from .stream import SocketTransport
 from .timers import TimerQueue
-from .transports import DatagramTransport, ReadPipeTransport, SocketTransport, WritePipeTransport
 from .waker import Waker
 
 # The public name warns from 3.14 (deprecated); asyncio itself calls the private one there.
@@ -41,14 +43,13 @@ if TYPE_CHECKING:
     import asyncio
     import socket
     from collections.abc import Callable
-
     from typing import TypeAlias
 
     from _typeshed import FileDescriptorLike
 
     _Bytes: TypeAlias = bytes | bytearray | memoryview
 
-    from .transports import _Transport
+    from .transport import _Transport
 
 _monotonic = time.monotonic
 _new = object.__new__
@@ -107,7 +108,7 @@ class CoreLoop:
         self._transports: weakref.WeakValueDictionary[int, _Transport] = (
             weakref.WeakValueDictionary()
         )
-        # The read buffer every transport of this loop reads into (transports.py).
+        # The read buffer every transport of this loop reads into (transport.py).
         self._read_view: memoryview | None = None
 
     # --- state ----------------------------------------------------------------

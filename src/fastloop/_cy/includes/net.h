@@ -1,4 +1,4 @@
-/* Socket and pipe syscalls of the transports (transports.pyx).
+/* Socket and pipe syscalls of the transports (transport.pyx).
  *
  * Everything here is non-blocking I/O on fds the loop owns, so the GIL is kept:
  * releasing it costs more than the syscall, which never sleeps.
@@ -117,7 +117,7 @@ static inline Py_ssize_t fl_write(int fd, const char *p, Py_ssize_t n)
 /* The fd of a socket.socket without a method call. CPython's socket object
  * (Modules/socketmodule.h, PySocketSockObject) starts with the object header
  * followed by the fd (SOCKET_T, an int on POSIX), and socket.socket only adds
- * __slots__ after the C struct. transports.pyx checks this layout against
+ * __slots__ after the C struct. transport.pyx checks this layout against
  * fileno() once at import and falls back to fileno() if it ever differs. */
 typedef struct {
     PyObject_HEAD
