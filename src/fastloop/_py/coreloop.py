@@ -700,6 +700,10 @@ class CoreLoop:
                     )
             finally:
                 self._current_handle = None
+        # The last handle would stay in this frame, which the traceback of an
+        # exception raised in its callback holds (through f_back): a cycle when the
+        # handle's arguments hold that exception (a failed future). As _run_once does.
+        handle = None  # type: ignore[assignment]
 
 
 def _sock_retry(fut: asyncio.Future[Any], sock: socket.socket, method: str, *args: Any) -> None:
@@ -715,6 +719,8 @@ def _sock_retry(fut: asyncio.Future[Any], sock: socket.socket, method: str, *arg
         raise
     except BaseException as exc:
         fut.set_exception(exc)
+        # The future now holds the traceback, which holds this frame: no cycle.
+        fut = None  # type: ignore[assignment]
     else:
         fut.set_result(result)
 
@@ -734,6 +740,7 @@ def _sock_sendall_more(
         raise
     except BaseException as exc:
         fut.set_exception(exc)
+        fut = None  # type: ignore[assignment]  # as in _sock_retry
         return
     start += n
     if start == len(view):
