@@ -36,6 +36,11 @@ def pytest_configure(config):
         "cpython_suite: runs CPython's own test_asyncio against fastloop "
         "(deselect with -m 'not cpython_suite')",
     )
+    config.addinivalue_line(
+        "markers",
+        "stress: a stress run with thousands of connections (tests/stress.py); CI runs "
+        "it once per interpreter",
+    )
 
 
 def loop_factory_for(kind: str):
