@@ -51,7 +51,7 @@ TAG_BITS = 20
 BLOCK = random.Random(13).randbytes(2 * MAX_PAYLOAD)
 SCENARIOS = ("answered", "abort", "reset", "close-after-write")
 SCENARIO_WEIGHTS = (70, 10, 10, 10)
-DELAYS_MS = (0, 0, 0, 1, 2, 5, 20)
+DELAYS_MS = (0, 0, 0, 1, 5, 20, 100)
 # A session that waits for its answers fails after this long (a hang, not a speed bound).
 ANSWER_DEADLINE = 120.0
 
@@ -81,9 +81,9 @@ class Stats:
         self.open_now = 0
         self.open_peak = 0
         self.server_aborted: set[int] = set()
-        # fd -> the server protocol that last had it, to see fds reused while an
-        # old connection still had answers scheduled.
-        self.fd_owner: dict[int, ServerProtocol] = {}
+        # fd -> the protocol that last had it, to see fds reused while the server
+        # still had answers scheduled for the old connection.
+        self.fd_owner: dict[int, Framed] = {}
 
     def error(self, message: str) -> None:
         if len(self.errors) < 50:
@@ -110,6 +110,14 @@ class Framed(asyncio.Protocol):
         self.state = "open"
         self.transport = transport
         self.stats.opened()
+        sock = transport.get_extra_info("socket")
+        fd = sock.fileno() if sock is not None else -1
+        old = self.stats.fd_owner.get(fd)
+        if old is not None:
+            self.stats.count["fds reused"] += 1
+            if getattr(old, "scheduled", 0):
+                self.stats.count["fds reused while answers of the old one were pending"] += 1
+        self.stats.fd_owner[fd] = self
 
     def data_received(self, data: bytes) -> None:
         if self.state != "open":
@@ -159,14 +167,6 @@ class ServerProtocol(Framed):
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self.stats.count["server connections"] += 1
-        sock = transport.get_extra_info("socket")
-        fd = sock.fileno() if sock is not None else -1
-        old = self.stats.fd_owner.get(fd)
-        if old is not None:
-            self.stats.count["fds reused"] += 1
-            if old.scheduled:
-                self.stats.count["fds reused with answers of the old one pending"] += 1
-        self.stats.fd_owner[fd] = self
 
     def frame(self, tag: int, payload: bytes, delay: int) -> None:
         stats = self.stats
