@@ -117,14 +117,22 @@ class LoopMaker:
         return problems
 
 
-@pytest.fixture(params=LOOP_KINDS)
-def make_loop(request):
-    """A function that makes loops of the parametrised kind (closed at teardown)."""
-    maker = LoopMaker(request.param)
-    yield maker
-    problems = maker.close_all()
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
+def loops_of(kinds: list[str]):
+    """A `make_loop` fixture over `kinds`; a module narrows the suite's with its own."""
+
+    @pytest.fixture(params=kinds)
+    def make_loop(request):
+        """A function that makes loops of the parametrised kind (closed at teardown)."""
+        maker = LoopMaker(request.param)
+        yield maker
+        problems = maker.close_all()
+        if problems:
+            pytest.fail("\n".join(problems), pytrace=False)
+
+    return make_loop
+
+
+make_loop = loops_of(LOOP_KINDS)
 
 
 @pytest.fixture

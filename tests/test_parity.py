@@ -32,6 +32,9 @@ CORELOOP_PRIVATE_METHODS = [
     "_timer_handle_cancelled",
     "_write_to_self",
     "_run_until_stopped",
+    # docs/observability.md
+    "_stats_counters",
+    "_reset_stats",
     # docs/transports.md
     "_ensure_fd_no_transport",
     "_add_reader",

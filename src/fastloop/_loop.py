@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import sys
 import threading
 import weakref
@@ -20,7 +21,7 @@ from asyncio import base_events, coroutines, events
 from asyncio.log import logger
 from typing import TYPE_CHECKING, Any, cast
 
-from . import _impl
+from . import _impl, _slow, _stats
 from ._net import NetMixin
 from ._subprocess import SubprocessMixin
 from ._unix import SignalMixin
@@ -51,6 +52,8 @@ class LoopMixin(NetMixin, SubprocessMixin, SignalMixin):
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth: int | None = None
         self._old_agen_hooks: sys._asyncgen_hooks | None = None
+        self._slow_hook: Callable[[_slow.SlowCallback], object] | None = None
+        self._slow_count = 0  # callbacks reported to it, for stats()
         # PYTHONASYNCIODEBUG or -X dev, read at construction as asyncio does. (The
         # cast: set_debug is BaseEventLoop's, and self an AbstractEventLoop only at
         # runtime, through loop_class_for.)
@@ -135,6 +138,52 @@ class LoopMixin(NetMixin, SubprocessMixin, SignalMixin):
         if self._old_agen_hooks is not None:
             sys.set_asyncgen_hooks(*self._old_agen_hooks)
             self._old_agen_hooks = None
+
+    def stats(self) -> _stats.LoopStats:
+        """A snapshot of the loop's statistics (docs/observability.md); any thread may call it."""
+        return _stats.snapshot(self)
+
+    def reset_stats(self) -> None:
+        """Zero the counters, the lag maximum and histogram; from the loop's thread only."""
+        self._reset_stats()
+        self._slow_count = 0
+
+    def set_slow_callback_hook(
+        self,
+        threshold: float | None,
+        hook: Callable[[_slow.SlowCallback], object] | None = None,
+    ) -> None:
+        """Report every callback that runs for ``threshold`` seconds or more.
+
+        Each one is passed to ``hook`` as a ``fastloop.SlowCallback`` (the handle,
+        the duration, the task and its call graph), by default logged as a warning
+        on the ``fastloop`` logger. ``threshold`` None turns reporting off. Works
+        with or without debug mode, whose own warning is unchanged.
+        """
+        if threshold is None:
+            self._slow_threshold = math.inf
+            self._slow_hook = None
+            return
+        threshold = float(threshold)
+        if not threshold >= 0:
+            raise ValueError(f"threshold must be a number >= 0 or None, not {threshold!r}")
+        self._slow_hook = _slow.log_slow_callback if hook is None else hook
+        self._slow_threshold = threshold
+
+    def _slow_callback(self, handle: Any, duration: float) -> None:
+        """Called by the core after a callback ran for at least the threshold."""
+        hook = self._slow_hook
+        if hook is None:
+            return
+        self._slow_count += 1
+        try:
+            hook(_slow.report(handle, duration))
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            cast("asyncio.AbstractEventLoop", self).call_exception_handler(
+                {"message": "Exception in the slow-callback hook", "exception": exc, "handle": handle}
+            )
 
     def close(self) -> None:
         """Close the loop: signal handlers, then the core, then the executor.

@@ -110,6 +110,9 @@ class NetMixin(_CoreLoop):
         # Listening Unix sockets made with cleanup_socket=True (3.13) -> the inode
         # of their path, unlinked by _stop_serving if it is still theirs.
         self._unix_server_sockets: dict[socket.socket, int] = {}
+        # Listening socket -> its Server, from _start_serving to _stop_serving: the
+        # servers that loop.stats() counts.
+        self._serving: dict[socket.socket, asyncio.AbstractServer | None] = {}
 
     # --- Borrowed from asyncio ------------------------------------------------
     # None of these touches a selector or asyncio's transport classes; between
@@ -135,7 +138,6 @@ class NetMixin(_CoreLoop):
     connect_write_pipe = _BaseEventLoop.connect_write_pipe
     # From BaseSelectorEventLoop (the accept loop, sock_connect and sock_accept:
     # connection set-up, not the data path).
-    _start_serving = _SelectorLoop._start_serving
     _accept_connection = _SelectorLoop._accept_connection
     _accept_connection2 = _SelectorLoop._accept_connection2
     _sendfile_native = _SelectorLoop._sendfile_native
@@ -218,12 +220,28 @@ class NetMixin(_CoreLoop):
                 file.seek(offset + sent)
             await proto.restore()
 
+    def _start_serving(
+        self,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        sock: socket.socket,
+        sslcontext: ssl.SSLContext | None = None,
+        server: asyncio.AbstractServer | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        """Accept connections on a listening socket (called by Server), as asyncio does."""
+        _SelectorLoop._start_serving(
+            self, protocol_factory, sock, sslcontext, server, *args, **kwargs
+        )
+        self._serving[sock] = server
+
     def _stop_serving(self, sock: socket.socket) -> None:
         """Stop accepting on a listening socket and close it (called by Server.close).
 
         A Unix socket made with cleanup_socket=True also loses its path, unless
         another socket has been bound there since (asyncio 3.13's rule).
         """
+        self._serving.pop(sock, None)
         inode = self._unix_server_sockets.pop(sock, None)
         path = sock.getsockname() if inode is not None else None
         self._remove_reader(sock.fileno())

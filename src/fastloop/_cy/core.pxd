@@ -172,6 +172,25 @@ cdef class Waker:
     cdef void close_fds(self) noexcept
 
 
+# stats.pyx
+
+cdef enum:
+    LAG_BUCKETS = 15              # the lag histogram: LAG_EDGES (stats.pyx) and one more
+
+
+ctypedef struct LoopStats:        # written by the loop's thread only; seconds as doubles
+    Py_ssize_t iterations
+    Py_ssize_t callbacks          # handles taken from the ready queue to run
+    Py_ssize_t io_events          # (fd, events) pairs of watched fds the poll reported
+    double busy                   # time between a poll's return and the next poll
+    double idle                   # time in the poll
+    double poll_end               # when the last poll returned (0: never)
+    double busy_since             # when the busy stretch began; 0 while not running
+    double lag_latest
+    double lag_max
+    Py_ssize_t lag_hist[LAG_BUCKETS]
+
+
 # coreloop.pyx
 
 cdef class FdWatch:
@@ -190,6 +209,7 @@ cdef class CoreLoop:
     cdef readonly bint _closed
     cdef public object _current_handle
     cdef public double _clock_resolution
+    cdef public double _slow_threshold    # inf: off; see set_slow_callback_hook (_loop.py)
 
     cdef ReadyQueue ready
     cdef TimerQueue timers
@@ -205,6 +225,7 @@ cdef class CoreLoop:
     # loop, not per module: loops in other threads must not share them.
     cdef object last_sockname
     cdef object last_peername
+    cdef LoopStats st             # stats.pyx
 
     cdef int push_ready(self, Handle handle) except -1
     cdef ReadyQueue detach_ready(self) noexcept

@@ -13,6 +13,7 @@ from cpython.tuple cimport PyTuple_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from libc.errno cimport EINTR, EIO, errno
 from libc.math cimport INFINITY, ceil
+from libc.string cimport memset
 from posix.unistd cimport close
 
 import asyncio.base_events
@@ -53,6 +54,7 @@ include "handles.pyx"
 include "timers.pyx"
 include "poller.pyx"
 include "waker.pyx"
+include "stats.pyx"
 include "coreloop.pyx"
 include "transport.pyx"
 include "stream.pyx"

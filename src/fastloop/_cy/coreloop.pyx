@@ -146,6 +146,7 @@ cdef class CoreLoop:
     def __cinit__(self, *args, **kwargs):
         self._debug = False
         self.slow_callback_duration = 0.1
+        self._slow_threshold = INFINITY
         self._clock_resolution = time_get_clock_info('monotonic').resolution
         self.timers = TimerQueue()
         self.poller = Poller()
@@ -533,6 +534,7 @@ cdef class CoreLoop:
         cdef FdWatch watch = self.fds.get(fd)
         if watch is None:
             return 1
+        self.st.io_events += 1
         cdef Handle reader = watch.reader, writer = watch.writer
         if events & FL_READ and reader is not None:
             if reader._cancelled:
@@ -627,6 +629,9 @@ cdef class CoreLoop:
         if self.dormant:
             self.forget_dormant()
         cdef int timeout_ms = self.poll_timeout_ms()
+        # For stats.pyx: a poll that cannot block counts as busy time, unclocked.
+        cdef bint carried = fl_load_ssize(&self.ready.size) != 0
+        cdef double poll_start = fl_monotonic() if timeout_ms != 0 else 0.0
         # With nothing but the waker registered, a zero-timeout poll can only report
         # the waker, whose sole job is to end a sleep; skip that syscall.
         if timeout_ms != 0 or self.fds:
@@ -639,12 +644,16 @@ cdef class CoreLoop:
             if stale:
                 self.replace_poller()
 
-        cdef double end = fl_monotonic() + self._clock_resolution
-        self.timers.pop_due_into(self, end)
+        cdef double now = fl_monotonic()
+        cdef double ready_since = stats_ready_since(
+            &self.st, carried, self.timers.first_when_c() if self.timers.size else INFINITY, now)
+        self.timers.pop_due_into(self, now + self._clock_resolution)
 
         # Run exactly the callbacks ready now; those they schedule wait a turn.
         # Counted under the lock, after the waker was drained (waker.pyx).
         n = ready_size_locked(self)
+        stats_iteration(&self.st, poll_start, now, ready_since, n)
+        cdef bint timed = self._slow_threshold != INFINITY
         for i in range(n):
             item = ready_pop_locked(self)
             if item is NULL:
@@ -656,7 +665,7 @@ cdef class CoreLoop:
                     self.run_foreign(obj)
                 continue
             if not (<Handle>obj)._cancelled:
-                if self._debug:
+                if self._debug or timed:
                     self.run_debug(obj)
                 else:
                     (<Handle>obj)._run_c()
@@ -664,14 +673,17 @@ cdef class CoreLoop:
         return 0
 
     cdef int run_foreign(self, object handle) except -1:
-        if self._debug:
+        if self._debug or self._slow_threshold != INFINITY:
             self.run_debug(handle)
         else:
             handle._run()
         return 0
 
     cdef int run_debug(self, object handle) except -1:
-        self._current_handle = handle
+        """Run a handle timed: debug mode's warning, and the slow-callback hook if set."""
+        cdef bint debug = self._debug
+        if debug:
+            self._current_handle = handle
         try:
             t0 = fl_monotonic()
             if isinstance(handle, Handle):
@@ -679,11 +691,14 @@ cdef class CoreLoop:
             else:
                 handle._run()
             dt = fl_monotonic() - t0
-            if dt >= self.slow_callback_duration:
+            if debug and dt >= self.slow_callback_duration:
                 aio_logger.warning('Executing %s took %.3f seconds',
                                    aio_format_handle(handle), dt)
+            if dt >= self._slow_threshold:
+                self._slow_callback(handle, dt)
         finally:
-            self._current_handle = None
+            if debug:
+                self._current_handle = None
         return 0
 
     def _run_until_stopped(self):
@@ -695,6 +710,17 @@ cdef class CoreLoop:
                     break
         finally:
             self._stopping = False
+            stats_run_ended(&self.st)
+
+    # -- statistics (stats.pyx) ---------------------------------------------------
+
+    def _stats_counters(self):
+        """The core's fields of loop.stats(), as a dict; any thread may call it."""
+        return stats_counters(self)
+
+    def _reset_stats(self):
+        """Zero the counters, the lag maximum and histogram (the loop's thread only)."""
+        stats_reset(&self.st)
 
     # -- transports ---------------------------------------------------------------
 

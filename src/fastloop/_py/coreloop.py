@@ -18,13 +18,14 @@ from asyncio import events as aio_events
 from asyncio.log import logger
 from collections import deque
 from contextvars import Context, copy_context
-from math import ceil
+from math import ceil, inf
 from typing import TYPE_CHECKING, Any
 
 from .datagram import DatagramTransport
 from .handles import Handle, TimerHandle, new_handle, new_timer
 from .pipe import ReadPipeTransport, WritePipeTransport
 from .poller import READ, WRITE, Poller
+from .stats import Counters, counters
 from .stream import SocketTransport
 from .timers import TimerQueue
 from .waker import Waker
@@ -87,10 +88,12 @@ class CoreLoop:
         # Provided by the mixin (fastloop/_loop.py) that every loop class adds.
         def create_future(self) -> asyncio.Future[Any]: ...
         def call_exception_handler(self, context: dict[str, Any]) -> None: ...
+        def _slow_callback(self, handle: Handle, duration: float) -> None: ...
 
     def __init__(self) -> None:
         self._debug = False
         self.slow_callback_duration = 0.1
+        self._slow_threshold = inf  # off; see set_slow_callback_hook (_loop.py)
         self._thread_id: int | None = None
         self._stopping = False
         self._closed = False
@@ -110,6 +113,7 @@ class CoreLoop:
         )
         # The read buffer every transport of this loop reads into (transport.py).
         self._read_view: memoryview | None = None
+        self._stats = Counters()
 
     # --- state ----------------------------------------------------------------
 
@@ -529,6 +533,15 @@ class CoreLoop:
                     break
         finally:
             self._stopping = False
+            self._stats.run_ended(self.time())
+
+    def _stats_counters(self) -> dict[str, Any]:
+        """The core's fields of loop.stats(), as a dict; any thread may call it."""
+        return counters(self)
+
+    def _reset_stats(self) -> None:
+        """Zero the counters, the lag maximum and histogram (the loop's thread only)."""
+        self._stats.reset()
 
     def close(self) -> None:
         """Close the loop: drop callbacks and timers, close the poller and waker."""
@@ -582,18 +595,27 @@ class CoreLoop:
         # registered, a zero-timeout poll could only report the waker, whose sole
         # job is to end a sleep: skip that syscall, as the Cython twin does. (A
         # pending wake-up stays readable and ends the next sleeping poll at once.)
+        # For stats.py: a poll that cannot block counts as busy time, unclocked.
+        carried = bool(ready)
+        poll_start = self.time() if timeout else 0.0
         if timeout or self._fds:
             events = self._poller.poll(timeout)
             if events:
                 self._process_events(events)
 
         # 3. Due timers.
+        now = self.time()
+        stats = self._stats
         if timers._heap:
-            timers.pop_due(self.time() + self._clock_resolution, ready.append)
+            ready_since = stats.ready_since(carried, timers.first_deadline(), now)
+            timers.pop_due(now + self._clock_resolution, ready.append)
+        else:
+            ready_since = stats.ready_since(carried, None, now)
 
         # 4. Run what is ready now; what these callbacks queue waits for the next turn.
         ntodo = len(ready)
-        if self._debug:
+        stats.iteration(poll_start, now, ready_since, ntodo)
+        if self._debug or self._slow_threshold != inf:
             self._run_ready_debug(ntodo)
             return
         popleft = ready.popleft
@@ -631,6 +653,7 @@ class CoreLoop:
         append = self._ready.append
         waker_fd = self._waker.fileno()
         stale = False
+        nevents = 0
         for fd, mask in events:
             if fd == waker_fd:
                 self._waker.drain()
@@ -639,6 +662,7 @@ class CoreLoop:
             if entry is None:
                 stale = True
                 continue
+            nevents += 1
             reader, writer = entry[0], entry[1]
             if mask & READ and reader is not None:
                 if reader._cancelled:
@@ -650,6 +674,7 @@ class CoreLoop:
                     self._remove_fd(fd, WRITE)
                 else:
                     append(writer)
+        self._stats.io_events += nevents
         if stale:
             self._replace_poller()
 
@@ -681,25 +706,31 @@ class CoreLoop:
         old.close()
 
     def _run_ready_debug(self, ntodo: int) -> None:
-        """Step 4 in debug mode: track _current_handle and warn about slow callbacks."""
+        """Step 4 timed: in debug mode track _current_handle and warn about slow
+        callbacks; report them to the slow-callback hook if one is set."""
         popleft = self._ready.popleft
+        debug = self._debug
         for _ in range(ntodo):
             handle = popleft()
             if handle._cancelled:
                 continue
             try:
-                self._current_handle = handle
+                if debug:
+                    self._current_handle = handle
                 t0 = self.time()
                 handle._run()
                 dt = self.time() - t0
-                if dt >= self.slow_callback_duration:
+                if debug and dt >= self.slow_callback_duration:
                     logger.warning(
                         "Executing %s took %.3f seconds",
                         aio_base_events._format_handle(handle),  # type: ignore[attr-defined]
                         dt,
                     )
+                if dt >= self._slow_threshold:
+                    self._slow_callback(handle, dt)
             finally:
-                self._current_handle = None
+                if debug:
+                    self._current_handle = None
         # The last handle would stay in this frame, which the traceback of an
         # exception raised in its callback holds (through f_back): a cycle when the
         # handle's arguments hold that exception (a failed future). As _run_once does.
