@@ -45,6 +45,14 @@ cdef extern from "compat.h" nogil:
     void fl_waker_drain(int rfd)
 
 
+# The __slots__ of asyncio's _ThreadSafeHandle, at their offsets (includes/slots.h).
+cdef extern from "slots.h":
+    Py_ssize_t fl_slot_offset(object descr)
+    object fl_new_instance(object type)
+    void fl_slot_init(PyObject *obj, Py_ssize_t offset, object value)
+    object fl_slot_get(PyObject *obj, Py_ssize_t offset)
+
+
 # Locks and atomics for free-threaded builds, no-ops on GIL builds
 # (includes/freethreading.h; docs/free-threading.md says what each one guards).
 cdef extern from "freethreading.h":

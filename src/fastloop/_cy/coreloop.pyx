@@ -297,7 +297,9 @@ cdef class CoreLoop:
         if self._debug:
             check_callback(callback, 'call_soon_threadsafe')
         cdef object handle
-        if aio_ThreadSafeHandle is not None:
+        if TSH_NATIVE and not self._debug:
+            handle = new_threadsafe_handle(callback, args, self, context)
+        elif aio_ThreadSafeHandle is not None:
             handle = aio_ThreadSafeHandle(callback, args, self, context)
             if handle._source_traceback:
                 # Its __init__'s frame (this method has none: it is Cython).
@@ -652,10 +654,8 @@ cdef class CoreLoop:
             obj = <object>item
             fl_decref(item)  # `obj` holds the queue's reference now
             if not isinstance(obj, Handle):
-                if not obj._cancelled:
-                    self.run_foreign(obj)
-                continue
-            if not (<Handle>obj)._cancelled:
+                self.run_foreign(obj)
+            elif not (<Handle>obj)._cancelled:
                 if self._debug:
                     self.run_debug(obj)
                 else:
@@ -664,6 +664,11 @@ cdef class CoreLoop:
         return 0
 
     cdef int run_foreign(self, object handle) except -1:
+        """Run a handle of another type: asyncio's _ThreadSafeHandle, or _add_callback's."""
+        if type(handle) is aio_ThreadSafeHandle and TSH_NATIVE and not self._debug:
+            return run_threadsafe_handle(handle)  # checks _cancelled under its lock
+        if handle._cancelled:
+            return 0
         if self._debug:
             self.run_debug(handle)
         else:

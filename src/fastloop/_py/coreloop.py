@@ -14,14 +14,22 @@ import time
 import weakref
 from asyncio import base_events as aio_base_events
 from asyncio import coroutines as aio_coroutines
-from asyncio import events as aio_events
 from asyncio.log import logger
 from collections import deque
 from contextvars import Context, copy_context
 from math import ceil
 from typing import TYPE_CHECKING, Any
 
-from .handles import Handle, TimerHandle, new_handle, new_timer
+from .handles import (
+    THREADSAFE_NATIVE,
+    Handle,
+    TimerHandle,
+    _ThreadSafeHandle,
+    new_handle,
+    new_threadsafe_handle,
+    new_timer,
+    run_threadsafe_handle,
+)
 from .poller import READ, WRITE, Poller
 from .timers import TimerQueue
 from .transports import DatagramTransport, ReadPipeTransport, SocketTransport, WritePipeTransport
@@ -33,9 +41,8 @@ _iscoroutinefunction = getattr(
 )
 # What call_soon_threadsafe returns where asyncio has it (3.12.8+, 3.13.1+, 3.14):
 # asyncio's own handle, whose lock makes cancel() from another thread wait for a
-# running callback; CPython's tests check its type. The run loop runs it through its
-# _run(), as any foreign handle.
-_ThreadSafeHandle = getattr(aio_events, "_ThreadSafeHandle", None)
+# running callback; CPython's tests check its type. handles.py makes and runs it
+# without its Python methods.
 
 if TYPE_CHECKING:
     import asyncio
@@ -182,7 +189,9 @@ class CoreLoop:
         if self._debug:
             self._check_callback(callback, "call_soon_threadsafe")
         handle: Any
-        if _ThreadSafeHandle is not None:
+        if THREADSAFE_NATIVE and not self._debug:
+            handle = new_threadsafe_handle(callback, args, self, context)
+        elif _ThreadSafeHandle is not None:
             handle = _ThreadSafeHandle(callback, args, self, context)
             if handle._source_traceback:
                 # This method's frame and the subclass's __init__, as asyncio drops.
@@ -601,9 +610,12 @@ class CoreLoop:
             if handle._cancelled:
                 continue
             if handle.__class__ is not Handle and handle.__class__ is not TimerHandle:
-                # A foreign handle (asyncio's _ThreadSafeHandle, whose _run takes
-                # its lock) runs as it says, as in the Cython twin.
-                handle._run()
+                # A foreign handle runs as it says, as in the Cython twin;
+                # asyncio's _ThreadSafeHandle the way its _run would.
+                if handle.__class__ is _ThreadSafeHandle and THREADSAFE_NATIVE:
+                    run_threadsafe_handle(handle)
+                else:
+                    handle._run()
                 continue
             # Handle._run() written out: a call less per callback. Read in this
             # order, see Handle._run.
