@@ -240,7 +240,7 @@ cdef class CoreLoop:
     cdef int forget_dormant(self) except -1
     cdef int check_sock(self, object sock) except -1
     cdef object sock_wait(self, int event, object sock, object callback, tuple args)
-    cdef int poll_timeout_ms(self) except? -2
+    cdef int poll_timeout_ms(self, double *now) except? -2
     cdef bint idle_now(self) except -1
     cdef int run_once(self) except -1
     cdef int run_foreign(self, object handle) except -1

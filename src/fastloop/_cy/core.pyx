@@ -12,7 +12,7 @@ from cpython.exc cimport PyErr_SetFromErrno
 from cpython.tuple cimport PyTuple_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from libc.errno cimport EINTR, EIO, errno
-from libc.math cimport INFINITY, ceil
+from libc.math cimport INFINITY, NAN, ceil, isnan
 from posix.unistd cimport close
 
 import asyncio.base_events

@@ -567,7 +567,9 @@ class CoreLoop:
         ready = self._ready
         timers = self._timers
 
-        # 1. How long to poll.
+        # 1. How long to poll. The clock is read at most once per iteration, and only
+        # for timers: a read costs as much as running a small callback.
+        now = None
         timeout: float
         if ready or self._stopping:
             timeout = 0
@@ -576,7 +578,8 @@ class CoreLoop:
             if deadline is None:
                 timeout = -1
             else:
-                timeout = deadline - self.time()
+                now = self.time()
+                timeout = deadline - now
                 if timeout <= 0:
                     timeout = 0
                 elif timeout > MAX_POLL_TIMEOUT:
@@ -591,13 +594,16 @@ class CoreLoop:
         # job is to end a sleep: skip that syscall, as the Cython twin does. (A
         # pending wake-up stays readable and ends the next sleeping poll at once.)
         if timeout or self._fds:
+            now = None  # the poll took time: read the clock again
             events = self._poller.poll(timeout)
             if events:
                 self._process_events(events)
 
         # 3. Due timers.
         if timers._heap:
-            timers.pop_due(self.time() + self._clock_resolution, ready.append)
+            if now is None:
+                now = self.time()
+            timers.pop_due(now + self._clock_resolution, ready.append)
 
         # 4. Run what is ready now; what these callbacks queue waits for the next turn.
         ntodo = len(ready)
