@@ -9,6 +9,7 @@
 
 cimport cython
 from cpython.exc cimport PyErr_SetFromErrno
+from cpython.long cimport PyLong_AsDouble
 from cpython.tuple cimport PyTuple_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from libc.errno cimport EINTR, EIO, errno

@@ -327,8 +327,12 @@ cdef class CoreLoop:
         """Arrange for callback(*args) to be called after `delay` seconds."""
         if delay is None:
             raise TypeError('delay must not be None')
-        if type(delay) is float or type(delay) is int:
+        if type(delay) is float:
             return self.schedule(fl_monotonic() + <double>delay, callback, args, context)
+        if type(delay) is int:
+            # Directly: <double> would convert through a float object.
+            return self.schedule(fl_monotonic() + PyLong_AsDouble(delay), callback, args,
+                                 context)
         # Let Python raise the exact error asyncio's time() + delay raises.
         when = fl_monotonic() + delay
         self.check_closed()
