@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import socket
 import sys
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -560,3 +562,86 @@ def test_call_soon_threadsafe_same_thread(loop):
     loop.call_soon(out.append, 2)
     run_briefly(loop)
     assert out == [1, 2]
+
+
+def test_call_soon_threadsafe_handle_is_asyncios(loop):
+    # Where asyncio has _ThreadSafeHandle, every loop returns one, set as its __init__
+    # sets it; elsewhere a Handle-like object with the same fields.
+    def cb(a, b):
+        pass
+
+    ctx = contextvars.copy_context()
+    handle = loop.call_soon_threadsafe(cb, 1, 2, context=ctx)
+    if hasattr(asyncio.events, "_ThreadSafeHandle"):
+        assert type(handle) is asyncio.events._ThreadSafeHandle
+        assert type(handle._lock) is type(threading.RLock())
+        assert handle._repr is None
+    assert (handle._callback, handle._args, handle._cancelled, handle._loop) == (
+        cb, (1, 2), False, loop)
+    assert handle._source_traceback is None
+    assert handle._context is ctx
+    assert handle.cancelled() is False
+    assert repr(handle).startswith(f"<{type(handle).__name__} ")
+    default = loop.call_soon_threadsafe(cb, 1, 2)
+    assert type(default._context) is contextvars.Context
+    handle.cancel()
+    assert handle.cancelled() and handle._callback is None and handle._args is None
+    run_briefly(loop)
+
+
+def test_call_soon_threadsafe_callback_error_is_reported(loop):
+    seen = []
+    loop.set_exception_handler(lambda lp, context: seen.append(context))
+    exc = ValueError("boom")
+
+    def fail():
+        raise exc
+
+    handle = loop.call_soon_threadsafe(fail)
+    ran = []
+    loop.call_soon_threadsafe(ran.append, 1)  # the next one still runs
+    run_briefly(loop)
+    assert ran == [1]
+    assert len(seen) == 1
+    assert set(seen[0]) == {"message", "exception", "handle"}
+    assert seen[0]["message"].startswith("Exception in callback ")
+    assert "fail" in seen[0]["message"]
+    assert seen[0]["exception"] is exc and seen[0]["handle"] is handle
+
+
+def test_call_soon_threadsafe_callback_cancels_its_own_handle(loop):
+    # The handle's lock is held while its callback runs: cancelling it from inside
+    # must not deadlock (the lock is re-entrant), and it counts as cancelled.
+    handles = []
+    ran = []
+
+    def cb():
+        ran.append(1)
+        handles[0].cancel()
+        ran.append(handles[0].cancelled())
+
+    handles.append(loop.call_soon_threadsafe(cb))
+    run_briefly(loop)
+    assert ran == [1, True]
+    assert handles[0].cancelled()
+
+
+@pytest.mark.parametrize("run", [True, False], ids=["ran", "closed"])
+def test_call_soon_threadsafe_handle_in_a_cycle_is_collected(make_loop, run):
+    # The Cython core keeps queued handles out of the cycle collector; one the user
+    # still holds when the loop lets go must rejoin it, or this cycle would leak.
+    loop = make_loop()
+    box: list = []
+
+    def cb():
+        return box  # the cycle: box -> handle -> cb -> box
+
+    box.append(loop.call_soon_threadsafe(cb))
+    ref = weakref.ref(box[0])
+    if run:
+        run_briefly(loop)
+    else:
+        loop.close()
+    del box, cb
+    gc.collect()
+    assert ref() is None

@@ -45,6 +45,14 @@ cdef extern from "compat.h" nogil:
     void fl_waker_drain(int rfd)
 
 
+# The __slots__ of asyncio's _ThreadSafeHandle, at their offsets (includes/slots.h).
+cdef extern from "slots.h":
+    Py_ssize_t fl_slot_offset(object descr)
+    object fl_new_instance(object type)
+    void fl_slot_init(PyObject *obj, Py_ssize_t offset, object value)
+    object fl_slot_get(PyObject *obj, Py_ssize_t offset)
+
+
 # Locks and atomics for free-threaded builds, no-ops on GIL builds
 # (includes/freethreading.h; docs/free-threading.md says what each one guards).
 cdef extern from "freethreading.h":
@@ -253,7 +261,7 @@ cdef class CoreLoop:
     cdef int forget_dormant(self) except -1
     cdef int check_sock(self, object sock) except -1
     cdef object sock_wait(self, int event, object sock, object callback, tuple args)
-    cdef int poll_timeout_ms(self) except? -2
+    cdef int poll_timeout_ms(self, double *now) except? -2
     cdef bint idle_now(self) except -1
     cdef int run_once(self) except -1
     cdef int run_foreign(self, object handle) except -1

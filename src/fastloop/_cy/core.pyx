@@ -9,10 +9,11 @@
 
 cimport cython
 from cpython.exc cimport PyErr_SetFromErrno
+from cpython.long cimport PyLong_AsDouble
 from cpython.tuple cimport PyTuple_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from libc.errno cimport EINTR, EIO, errno
-from libc.math cimport INFINITY, ceil
+from libc.math cimport INFINITY, NAN, ceil, isnan
 from libc.string cimport memset
 from posix.unistd cimport close
 
@@ -42,8 +43,8 @@ cdef object aio_iscoroutinefunction = getattr(
 cdef object aio_logger = asyncio.log.logger
 # What call_soon_threadsafe returns where asyncio has it (3.12.8+, 3.13.1+, 3.14):
 # asyncio's own handle, whose lock makes cancel() from another thread wait for a
-# running callback; CPython's tests check its type. The core runs it through its
-# _run(), as any foreign handle.
+# running callback; CPython's tests check its type. handles.pyx makes and runs it
+# without its Python methods.
 cdef object aio_ThreadSafeHandle = getattr(asyncio.events, '_ThreadSafeHandle', None)
 
 READ = FL_READ

@@ -8,11 +8,43 @@
 cdef bint FORMAT_TAKES_DEBUG = sys_version_info >= (3, 13)
 
 
-cdef object format_callback(Handle handle):
+cdef object format_callback(object handle):
     if FORMAT_TAKES_DEBUG:
         return aio_format_callback_source(handle._callback, handle._args,
                                           debug=handle._loop.get_debug())
     return aio_format_callback_source(handle._callback, handle._args)
+
+
+cdef int call_in_context(object callback, object args, object context) except -1:
+    """callback(*args) in `context`, as asyncio's Handle._run does it."""
+    if type(args) is not tuple:
+        args = tuple(args)
+    if not PyContext_CheckExact(context):
+        # A duck-typed context: asyncio only ever calls its run() method.
+        context.run(callback, *args)
+        return 0
+    PyContext_Enter(context)
+    try:
+        if len(<tuple>args) == 0:
+            PyObject_CallNoArgs(callback)
+        else:
+            PyObject_Call(callback, args, NULL)
+    finally:
+        PyContext_Exit(context)
+    return 0
+
+
+cdef int report_exception(object handle, object exc) except -1:
+    """Hand an exception raised by handle's callback to its loop's exception handler."""
+    context = {
+        'message': f'Exception in callback {format_callback(handle)}',
+        'exception': exc,
+        'handle': handle,
+    }
+    if handle._source_traceback:
+        context['source_traceback'] = handle._source_traceback
+    handle._loop.call_exception_handler(context)
+    return 0
 
 
 # Most handles live and die inside the loop: the queue holds the only reference
@@ -65,13 +97,14 @@ cdef inline void release_args(object args) noexcept:
 
 
 cdef inline void track_handle(PyObject *handle) noexcept:
-    if FL_FREE_THREADED:
+    if FL_FREE_THREADED or PyObject_GC_IsTracked(handle):
         return
-    if (fl_type(handle) is <void *>Handle or fl_type(handle) is <void *>TimerHandle) \
-            and not PyObject_GC_IsTracked(handle):
+    if fl_type(handle) is <void *>Handle or fl_type(handle) is <void *>TimerHandle:
         PyObject_GC_Track(handle)
         track_context((<Handle>handle)._context)
         track_args((<Handle>handle)._args)
+    elif fl_type(handle) is <void *>aio_ThreadSafeHandle:
+        PyObject_GC_Track(handle)  # its context and args were never untracked
 
 
 cdef inline void rejoin_gc_if_shared(PyObject *handle) noexcept:
@@ -190,20 +223,7 @@ cdef class Handle:
         context = self._context
         fl_unlock(&cs)
         try:
-            if type(args) is not tuple:
-                args = tuple(args)
-            if not PyContext_CheckExact(context):
-                # A duck-typed context: asyncio only ever calls its run() method.
-                context.run(callback, *args)
-            else:
-                PyContext_Enter(context)
-                try:
-                    if len(<tuple>args) == 0:
-                        PyObject_CallNoArgs(callback)
-                    else:
-                        PyObject_Call(callback, args, NULL)
-                finally:
-                    PyContext_Exit(context)
+            call_in_context(callback, args, context)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -212,14 +232,7 @@ cdef class Handle:
 
     def _report(self, exc):
         """Hand an exception raised by the callback to the loop's exception handler."""
-        context = {
-            'message': f'Exception in callback {format_callback(self)}',
-            'exception': exc,
-            'handle': self,
-        }
-        if self._source_traceback:
-            context['source_traceback'] = self._source_traceback
-        self._loop.call_exception_handler(context)
+        report_exception(self, exc)
 
 
 # Cython keeps freelists for base classes only; timers come from the general allocator.
@@ -295,3 +308,89 @@ cdef class TimerHandle(Handle):
         if not isinstance(other, TimerHandle):
             return NotImplemented
         return self.when_c > (<TimerHandle>other).when_c or self == other
+
+
+# asyncio's _ThreadSafeHandle (3.12.8+, 3.13.1+, 3.14), which call_soon_threadsafe
+# returns: made and run here without its Python __init__ and _run, which cost five
+# times the rest of a call (Python frames, super() and threading.RLock() each time).
+# Its fields are __slots__, written and read at the offsets their member descriptors
+# give (includes/slots.h). What asyncio's methods do is kept: every slot set as
+# __init__ sets it outside debug mode (debug mode calls the class), and the callback
+# runs holding the handle's lock, _cancelled checked under it, so that a cancel()
+# from another thread waits for a running callback. Only where the class still has
+# exactly the slots and lock type known here; otherwise the loop uses the class.
+
+cdef object thread_RLock = getattr(threading, '_CRLock', None)
+cdef object rlock_acquire = thread_RLock.acquire if thread_RLock is not None else None
+cdef object rlock_release = thread_RLock.release if thread_RLock is not None else None
+cdef Py_ssize_t TSH_CALLBACK, TSH_ARGS, TSH_CANCELLED, TSH_LOOP, TSH_TRACEBACK
+cdef Py_ssize_t TSH_REPR, TSH_CONTEXT, TSH_LOCK
+
+
+cdef bint find_threadsafe_slots() except -1:
+    global TSH_CALLBACK, TSH_ARGS, TSH_CANCELLED, TSH_LOOP, TSH_TRACEBACK
+    global TSH_REPR, TSH_CONTEXT, TSH_LOCK
+    if aio_ThreadSafeHandle is None or thread_RLock is None:
+        return False
+    names = ('_callback', '_args', '_cancelled', '_loop', '_source_traceback', '_repr',
+             '_context', '_lock')
+    slots = set()
+    for klass in aio_ThreadSafeHandle.__mro__:
+        slots.update(klass.__dict__.get('__slots__', ()))
+    if slots != set(names) | {'__weakref__'}:
+        return False
+    offsets = [fl_slot_offset(getattr(aio_ThreadSafeHandle, name)) for name in names]
+    if -1 in offsets:
+        return False
+    (TSH_CALLBACK, TSH_ARGS, TSH_CANCELLED, TSH_LOOP, TSH_TRACEBACK, TSH_REPR,
+     TSH_CONTEXT, TSH_LOCK) = offsets
+    return True
+
+
+cdef bint TSH_NATIVE = find_threadsafe_slots()
+
+
+cdef object new_threadsafe_handle(object callback, tuple args, object loop,
+                                  object context):
+    """_ThreadSafeHandle(callback, args, loop, context), outside debug mode."""
+    handle = fl_new_instance(aio_ThreadSafeHandle)
+    cdef PyObject *p = <PyObject *>handle
+    if context is None:
+        context = PyContext_CopyCurrent()
+    fl_slot_init(p, TSH_CONTEXT, context)
+    fl_slot_init(p, TSH_LOOP, loop)
+    fl_slot_init(p, TSH_CALLBACK, callback)
+    fl_slot_init(p, TSH_ARGS, args)
+    fl_slot_init(p, TSH_CANCELLED, False)
+    fl_slot_init(p, TSH_REPR, None)
+    fl_slot_init(p, TSH_TRACEBACK, None)
+    lock = thread_RLock()
+    fl_slot_init(p, TSH_LOCK, lock)
+    if not FL_FREE_THREADED:
+        # Out of the collector as the core's own handles are (see track_handle); the
+        # context and args stay tracked: asyncio's class lets anyone replace them,
+        # and an untracked Context must never die untracked. The lock refers to
+        # nothing but its type: it can never be part of a cycle.
+        PyObject_GC_UnTrack(p)
+        PyObject_GC_UnTrack(<PyObject *>lock)
+    return handle
+
+
+cdef int run_threadsafe_handle(object handle) except -1:
+    """_ThreadSafeHandle._run(): the callback under the handle's lock, unless cancelled."""
+    cdef PyObject *p = <PyObject *>handle
+    lock = fl_slot_get(p, TSH_LOCK)
+    rlock_acquire(lock)
+    try:
+        if fl_slot_get(p, TSH_CANCELLED):
+            return 0
+        try:
+            call_in_context(fl_slot_get(p, TSH_CALLBACK), fl_slot_get(p, TSH_ARGS),
+                            fl_slot_get(p, TSH_CONTEXT))
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            report_exception(handle, exc)
+    finally:
+        rlock_release(lock)
+    return 0

@@ -14,7 +14,6 @@ import time
 import weakref
 from asyncio import base_events as aio_base_events
 from asyncio import coroutines as aio_coroutines
-from asyncio import events as aio_events
 from asyncio.log import logger
 from collections import deque
 from contextvars import Context, copy_context
@@ -22,7 +21,16 @@ from math import ceil, inf
 from typing import TYPE_CHECKING, Any
 
 from .datagram import DatagramTransport
-from .handles import Handle, TimerHandle, new_handle, new_timer
+from .handles import (
+    THREADSAFE_NATIVE,
+    Handle,
+    TimerHandle,
+    _ThreadSafeHandle,
+    new_handle,
+    new_threadsafe_handle,
+    new_timer,
+    run_threadsafe_handle,
+)
 from .pipe import ReadPipeTransport, WritePipeTransport
 from .poller import READ, WRITE, Poller
 from .stats import Counters, counters
@@ -36,9 +44,8 @@ _iscoroutinefunction = getattr(
 )
 # What call_soon_threadsafe returns where asyncio has it (3.12.8+, 3.13.1+, 3.14):
 # asyncio's own handle, whose lock makes cancel() from another thread wait for a
-# running callback; CPython's tests check its type. The run loop runs it through its
-# _run(), as any foreign handle.
-_ThreadSafeHandle = getattr(aio_events, "_ThreadSafeHandle", None)
+# running callback; CPython's tests check its type. handles.py makes and runs it
+# without its Python methods.
 
 if TYPE_CHECKING:
     import asyncio
@@ -187,7 +194,9 @@ class CoreLoop:
         if self._debug:
             self._check_callback(callback, "call_soon_threadsafe")
         handle: Any
-        if _ThreadSafeHandle is not None:
+        if THREADSAFE_NATIVE and not self._debug:
+            handle = new_threadsafe_handle(callback, args, self, context)
+        elif _ThreadSafeHandle is not None:
             handle = _ThreadSafeHandle(callback, args, self, context)
             if handle._source_traceback:
                 # This method's frame and the subclass's __init__, as asyncio drops.
@@ -572,7 +581,10 @@ class CoreLoop:
         ready = self._ready
         timers = self._timers
 
-        # 1. How long to poll.
+        # 1. How long to poll. A clock read costs as much as running a small callback:
+        # it is read before the poll only for timers or a poll that may block, and
+        # once after it (for the statistics and the due timers).
+        now = None
         timeout: float
         if ready or self._stopping:
             timeout = 0
@@ -581,7 +593,8 @@ class CoreLoop:
             if deadline is None:
                 timeout = -1
             else:
-                timeout = deadline - self.time()
+                now = self.time()
+                timeout = deadline - now
                 if timeout <= 0:
                     timeout = 0
                 elif timeout > MAX_POLL_TIMEOUT:
@@ -597,14 +610,16 @@ class CoreLoop:
         # pending wake-up stays readable and ends the next sleeping poll at once.)
         # For stats.py: a poll that cannot block counts as busy time, unclocked.
         carried = bool(ready)
-        poll_start = self.time() if timeout else 0.0
+        poll_start = (self.time() if now is None else now) if timeout else 0.0
         if timeout or self._fds:
+            now = None  # the poll took time: read the clock again
             events = self._poller.poll(timeout)
             if events:
                 self._process_events(events)
 
         # 3. Due timers.
-        now = self.time()
+        if now is None:
+            now = self.time()
         stats = self._stats
         if timers._heap:
             ready_since = stats.ready_since(carried, timers.first_deadline(), now)
@@ -624,9 +639,12 @@ class CoreLoop:
             if handle._cancelled:
                 continue
             if handle.__class__ is not Handle and handle.__class__ is not TimerHandle:
-                # A foreign handle (asyncio's _ThreadSafeHandle, whose _run takes
-                # its lock) runs as it says, as in the Cython twin.
-                handle._run()
+                # A foreign handle runs as it says, as in the Cython twin;
+                # asyncio's _ThreadSafeHandle the way its _run would.
+                if handle.__class__ is _ThreadSafeHandle and THREADSAFE_NATIVE:
+                    run_threadsafe_handle(handle)
+                else:
+                    handle._run()
                 continue
             # Handle._run() written out: a call less per callback. Read in this
             # order, see Handle._run.

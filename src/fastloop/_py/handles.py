@@ -7,6 +7,7 @@ error report) without inheriting from them, as the Cython twin cannot either.
 from __future__ import annotations
 
 import sys
+import threading
 from asyncio import events as aio_events
 from asyncio import format_helpers as aio_format_helpers
 from contextvars import Context, copy_context
@@ -253,3 +254,51 @@ def new_timer(
     handle._when = when
     handle._scheduled = False
     return handle
+
+
+# asyncio's _ThreadSafeHandle (3.12.8+, 3.13.1+, 3.14), which call_soon_threadsafe
+# returns: made and run without its __init__ and _run, three Python frames, super()
+# and threading.RLock()'s wrapper each, as the Cython twin does. Every slot is set as
+# __init__ sets it outside debug mode (debug mode calls the class), and the callback
+# runs holding the handle's lock, _cancelled checked under it, so that a cancel()
+# from another thread waits for a running callback. Only where the class has exactly
+# the slots known here; otherwise the loop uses the class.
+_ThreadSafeHandle: Any = getattr(aio_events, "_ThreadSafeHandle", None)
+_RLock: Any = getattr(threading, "_CRLock", None)
+_aio_handle_run = aio_events.Handle._run
+
+
+def _threadsafe_slots_known() -> bool:
+    if _ThreadSafeHandle is None or _RLock is None:
+        return False
+    slots: set[str] = set()
+    for klass in _ThreadSafeHandle.__mro__:
+        slots.update(klass.__dict__.get("__slots__", ()))
+    return slots == {"_callback", "_args", "_cancelled", "_loop", "_source_traceback",
+                     "_repr", "_context", "_lock", "__weakref__"}
+
+
+THREADSAFE_NATIVE = _threadsafe_slots_known()
+
+
+def new_threadsafe_handle(
+    callback: Callable[..., object], args: tuple[Any, ...], loop: CoreLoop, context: Context | None
+) -> Any:
+    """Return _ThreadSafeHandle(callback, args, loop, context) for a loop not in debug mode."""
+    handle = _new(_ThreadSafeHandle)
+    handle._callback = callback
+    handle._args = args
+    handle._cancelled = False
+    handle._loop = loop
+    handle._repr = None
+    handle._context = copy_context() if context is None else context
+    handle._source_traceback = None
+    handle._lock = _RLock()
+    return handle
+
+
+def run_threadsafe_handle(handle: Any) -> None:
+    """_ThreadSafeHandle._run(): asyncio's Handle._run under the handle's lock."""
+    with handle._lock:
+        if not handle._cancelled:
+            _aio_handle_run(handle)
