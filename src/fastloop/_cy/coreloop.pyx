@@ -304,7 +304,7 @@ cdef class CoreLoop:
             handle = aio_ThreadSafeHandle(callback, args, self, context)
             if handle._source_traceback:
                 # Its __init__'s frame (this method has none: it is Cython).
-                del handle._source_traceback[-1]
+                handle._source_traceback.pop()
         else:
             handle = self.new_handle(callback, args, context)
         cdef fl_lock_t cs
