@@ -8,6 +8,7 @@
   (the tasks of every thread, linked in C by 3.14's asyncio).
 - ``asyncio.all_tasks()``, kept per thread in C from 3.14.
 - sendfile's fallback seeks to ``offset`` even when it is 0.
+- The loop's private child watcher, ``loop._watcher``, chosen when the loop is made.
 
 Each behaviour test runs on cy, py and aio (the ``loop`` fixture), so it checks that
 our loop does what asyncio's does, not what we think it should.
@@ -19,6 +20,7 @@ import asyncio
 import importlib.util
 import io
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -492,3 +494,41 @@ def test_no_signal_reaches_a_reaped_child(loop, loop_kind, monkeypatch, watch):
 
     assert loop.run_until_complete(main()) == -9
     assert stale_kills == []
+
+
+# --- the loop's child watcher (loop._watcher) -------------------------------------------
+
+
+@needs_314
+@pytest.mark.parametrize("pidfds", [True, False], ids=["pidfd", "threaded"])
+def test_child_watcher_is_chosen_as_asyncio_chooses(make_loop, monkeypatch, pidfds):
+    """3.14's Unix loop makes its private ``_watcher`` when it is made: a
+    ``_PidfdChildWatcher`` where ``can_use_pidfd()``, else a ``_ThreadedChildWatcher``,
+    whose thread for a running child is in its ``_threads`` (CPython's own tests read
+    both). A threaded watcher's thread waits without reaping: the exit is published as
+    the loop reaps the child."""
+    from asyncio import unix_events
+
+    if pidfds and not unix_events.can_use_pidfd():
+        pytest.skip("this system has no usable pidfds")
+    monkeypatch.setattr(unix_events, "can_use_pidfd", lambda: pidfds)
+    loop = make_loop()
+    expected = unix_events._PidfdChildWatcher if pidfds else unix_events._ThreadedChildWatcher
+    assert type(loop._watcher) is expected
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import time; time.sleep(60)")
+        thread = None if pidfds else loop._watcher._threads.get(proc.pid)
+        proc.kill()
+        if thread is not None:
+            thread.join(DEADLINE)
+            assert not thread.is_alive()
+            # Exited and waited for, but not reaped: the pid is still this child's.
+            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+            assert proc.returncode is None
+        return thread, await proc.wait()
+
+    thread, returncode = run(loop, main())
+    assert returncode == -signal.SIGKILL
+    assert (thread is None) == pidfds

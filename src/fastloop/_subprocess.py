@@ -12,9 +12,13 @@ allows it:
 - macOS and the BSDs: a kqueue of its own holding an EVFILT_PROC/NOTE_EXIT filter for
   the pid; a kqueue fd is itself pollable, so it too is an ordinary reader.
 - Otherwise (no pidfd or kqueue, or pidfd_open refused by a seccomp filter): a thread
-  per child blocks in ``waitpid(pid)``, as asyncio's ThreadedChildWatcher does. A
-  SIGCHLD handler would need the main thread and a process-wide signal that the
-  application or another loop may own.
+  per child blocks in ``waitpid(pid)``, as asyncio's ThreadedChildWatcher does; on 3.14
+  it is asyncio's own ``_ThreadedChildWatcher``. A SIGCHLD handler would need the main
+  thread and a process-wide signal that the application or another loop may own.
+
+On 3.14 the loop also has asyncio's ``_watcher`` attribute, made as asyncio's Unix loop
+makes it: a ``_PidfdChildWatcher`` where ``can_use_pidfd()`` (the pidfds above are then
+used) and a ``_ThreadedChildWatcher`` where not (every child is then waited for by it).
 
 Only the child's own pid is ever waited for, never -1, so children started by other
 code in the process are left to it. A child still running when the loop closes is
@@ -27,7 +31,7 @@ import functools
 import os
 import select
 import threading
-from asyncio import base_events
+from asyncio import base_events, unix_events
 from asyncio.log import logger
 from asyncio.unix_events import _UnixSelectorEventLoop as _UnixSelectorLoop
 from asyncio.unix_events import _UnixSubprocessTransport
@@ -65,6 +69,9 @@ _PUBLISH_WITH_REAP = "call_soon_threadsafe" not in (
     _UnixSelectorLoop._child_watcher_callback.__code__.co_names
 )
 
+# 3.14's Unix loop makes one of these private watchers in __init__, as ``_watcher``.
+_ASYNCIO_WATCHERS = hasattr(unix_events, "_ThreadedChildWatcher")
+
 
 class _Pidfd:
     """A pidfd of one child, readable once it exits (Linux)."""
@@ -101,12 +108,14 @@ class _ProcessKqueue:
         self._kqueue.close()
 
 
-def _open_exit_notifier(pid: int) -> _ExitNotifier | None:
+def _open_exit_notifier(pid: int, pidfds: bool) -> _ExitNotifier | None:
     """Return a pollable object that turns readable when ``pid`` exits, or None."""
     if not use_exit_notifier:
         return None
     kind: type[_Pidfd] | type[_ProcessKqueue]
     if hasattr(os, "pidfd_open"):
+        if not pidfds:
+            return None
         kind = _Pidfd
     elif hasattr(select, "kqueue"):
         kind = _ProcessKqueue
@@ -127,12 +136,20 @@ def _reap(pid: int) -> int | None:
     return os.waitstatus_to_exitcode(status)
 
 
-def _reap_in_thread(pid: int, on_exit: Callable[[int | None], object]) -> None:
-    """Reap ``pid`` in a daemon thread, then call ``on_exit(returncode)`` there."""
-    thread = threading.Thread(
-        target=lambda: on_exit(_reap(pid)), name=f"fastloop-waitpid-{pid}", daemon=True
-    )
-    thread.start()
+def _reap_in_thread(
+    pid: int, on_exit: Callable[[int | None], object], after: threading.Thread | None = None
+) -> None:
+    """Reap ``pid`` in a daemon thread, then call ``on_exit(returncode)`` there.
+
+    With ``after``, that thread is joined first (it may reap ``pid`` itself).
+    """
+
+    def reap() -> None:
+        if after is not None:
+            after.join()
+        on_exit(_reap(pid))
+
+    threading.Thread(target=reap, name=f"fastloop-waitpid-{pid}", daemon=True).start()
 
 
 def _wait_in_thread(pid: int, on_exit: Callable[[], object]) -> None:
@@ -156,6 +173,19 @@ class SubprocessMixin(_CoreLoop):
         # pid -> (transport, exit notifier or None when a thread waits for it), for
         # every child not reaped yet.
         self._children: dict[int, tuple[BaseSubprocessTransport, _ExitNotifier | None]] = {}
+        if _ASYNCIO_WATCHERS:
+            # As 3.14's Unix loop chooses, at creation (white-box code reads it).
+            self._watcher: Any = (
+                unix_events._PidfdChildWatcher()
+                if unix_events.can_use_pidfd()
+                else unix_events._ThreadedChildWatcher()
+            )
+            # What waits for a child when no notifier can be opened.
+            self._thread_watcher: Any = (
+                self._watcher
+                if isinstance(self._watcher, unix_events._ThreadedChildWatcher)
+                else unix_events._ThreadedChildWatcher()
+            )
 
     # --- Borrowed from asyncio.base_events.BaseEventLoop ----------------------
     # The argument checks and debug logging, bound as they are so that each
@@ -201,10 +231,15 @@ class SubprocessMixin(_CoreLoop):
         """Arrange for ``transport._process_exited`` once its child has exited."""
         pid = transport.get_pid()
         assert pid is not None  # the transport has started its child
-        notifier = _open_exit_notifier(pid)
+        # On 3.14, no pidfd where asyncio's can_use_pidfd() said no (as asyncio).
+        pidfds = not _ASYNCIO_WATCHERS or self._watcher is not self._thread_watcher
+        notifier = _open_exit_notifier(pid, pidfds)
         self._children[pid] = (transport, notifier)
         if notifier is not None:
             self._add_reader(notifier.fileno(), self._on_child_exit_notified, pid)
+        elif _ASYNCIO_WATCHERS:
+            # It calls back in this thread, having reaped the child.
+            self._thread_watcher.add_child_handler(pid, self._on_child_reaped_here)
         elif _PUBLISH_WITH_REAP and hasattr(os, "waitid"):
             _wait_in_thread(pid, functools.partial(self._on_child_waited, pid))
         else:
@@ -243,6 +278,11 @@ class SubprocessMixin(_CoreLoop):
         if pid in self._children:  # not handed over by _close_children
             self._child_exited(pid, _reap(pid))
 
+    def _on_child_reaped_here(self, pid: int, returncode: int) -> None:
+        """asyncio's thread watcher, in the loop thread: ``pid`` was just reaped."""
+        if pid in self._children:  # not handed over by _close_children
+            self._child_exited(pid, returncode)
+
     def _on_child_reaped(self, pid: int, returncode: int | None) -> None:
         """In a waiting thread: pass the child's returncode to the loop."""
         try:
@@ -253,17 +293,18 @@ class SubprocessMixin(_CoreLoop):
     def _child_exited(self, pid: int, returncode: int | None) -> None:
         """Tell the transport of ``pid`` that its child exited with ``returncode``."""
         transport, _ = self._children.pop(pid)
+        proc = transport._proc
+        if proc is not None and proc.returncode is not None:
+            # Popen reaped it (usually its poll() in transport.close()) and kept the
+            # real status, where the reaper here got none (or 255 from asyncio's).
+            returncode = proc.returncode
         if returncode is None:
-            # Someone else reaped it: usually Popen.poll() in transport.close(),
-            # which kept the status; code calling waitpid(-1) leaves us nothing.
-            proc = transport._proc
-            returncode = proc.returncode if proc is not None else None
-            if returncode is None:
-                logger.warning(
-                    "child process pid %d was reaped elsewhere: "
-                    "reporting returncode %d", pid, UNKNOWN_RETURNCODE,
-                )
-                returncode = UNKNOWN_RETURNCODE
+            # Someone else reaped it, with waitpid(-1) say: its status is lost.
+            logger.warning(
+                "child process pid %d was reaped elsewhere: "
+                "reporting returncode %d", pid, UNKNOWN_RETURNCODE,
+            )
+            returncode = UNKNOWN_RETURNCODE
         transport._process_exited(returncode)
 
     def _close_children(self) -> None:
@@ -272,6 +313,12 @@ class SubprocessMixin(_CoreLoop):
             if notifier is not None:
                 self._close_notifier(notifier)
                 _reap_in_thread(pid, functools.partial(self._on_child_reaped, pid))
+            elif _ASYNCIO_WATCHERS:
+                # Its thread reaps the child once it exits and sees the loop closed,
+                # unless it has queued the reap on this loop already (it never runs
+                # now): once that thread is done, whatever it left is reaped.
+                thread = self._thread_watcher._threads.get(pid)
+                _reap_in_thread(pid, lambda returncode: None, after=thread)
             elif _PUBLISH_WITH_REAP:
                 # Its thread only waits (WNOWAIT): it may have queued the reap on this
                 # loop already, which will not run now. (It warns when it wakes.)
