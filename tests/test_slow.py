@@ -53,8 +53,24 @@ def test_threshold_zero_reports_every_callback_and_none_turns_it_off(loop):
     assert len(reports) == 2
 
 
-def test_task_and_call_graph(loop):
+def run_task_reporting(loop, coro):
+    """Run ``coro`` as a task with slow callbacks reported; return it and its one report."""
     reports: list[SlowCallback] = []
+
+    async def main():
+        loop.set_slow_callback_hook(SLEEP / 2, reports.append)
+        task = loop.create_task(coro)
+        await task
+        loop.set_slow_callback_hook(None)
+        return task
+
+    task = run(loop, main())
+    [slow] = reports
+    assert slow.task is task
+    return task, slow
+
+
+def test_task_and_call_graph(loop):
 
     async def blocking_step():
         time.sleep(SLEEP)
@@ -63,21 +79,24 @@ def test_task_and_call_graph(loop):
     async def outer_coro():
         await blocking_step()
 
-    async def main():
-        loop.set_slow_callback_hook(SLEEP / 2, reports.append)
-        task = loop.create_task(outer_coro())
-        await task
-        loop.set_slow_callback_hook(None)
-        return task
-
-    task = run(loop, main())
-    [slow] = reports
-    assert slow.task is task
+    task, slow = run_task_reporting(loop, outer_coro())
     assert slow.duration >= SLEEP
     # The graph as the step left the task: awaiting in blocking_step, under outer_coro.
     assert "outer_coro" in slow.call_graph
     assert "blocking_step" in slow.call_graph
     assert slow.call_graph in slow.format()
+
+
+def test_a_task_whose_last_step_was_slow(loop):
+    # The step finished the task: it has no frame left to draw (3.14's
+    # format_call_graph would fail on it), so its repr stands for the graph.
+
+    async def last_step_blocks():
+        time.sleep(SLEEP)
+
+    task, slow = run_task_reporting(loop, last_step_blocks())
+    assert slow.call_graph == f"* {task!r}"
+    assert "finished" in slow.call_graph
 
 
 def test_default_hook_logs(loop, caplog):

@@ -4,14 +4,17 @@ import sys
 from typing import Any
 
 from ._impl import IMPLEMENTATION
-from ._loop import Loop
+from ._loop import Loop, instrument_otel
 from ._policy import install, new_event_loop, run
 from ._slow import SlowCallback
 from ._stats import LoopStats
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["IMPLEMENTATION", "Loop", "LoopStats", "SlowCallback", "install", "new_event_loop", "run", "__version__"]
+__all__ = [
+    "IMPLEMENTATION", "Loop", "LoopStats", "SlowCallback", "install", "instrument_otel",
+    "new_event_loop", "run", "__version__",
+]
 
 if sys.version_info >= (3, 14):
     # Policies are deprecated from 3.14 on: looking the class up warns, as looking

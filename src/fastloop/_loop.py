@@ -53,7 +53,11 @@ class LoopMixin(NetMixin, SubprocessMixin, SignalMixin):
         self._coroutine_origin_tracking_saved_depth: int | None = None
         self._old_agen_hooks: sys._asyncgen_hooks | None = None
         self._slow_hook: Callable[[_slow.SlowCallback], object] | None = None
-        self._slow_count = 0  # callbacks reported to it, for stats()
+        self._slow_hook_threshold = math.inf
+        self._slow_count = 0  # callbacks reported as slow, for stats()
+        # What this loop exports to OpenTelemetry (an _otel.LoopTelemetry), decided
+        # whenever it starts running; None: nothing (and _otel is not imported).
+        self._otel: Any = None
         # PYTHONASYNCIODEBUG or -X dev, read at construction as asyncio does. (The
         # cast: set_debug is BaseEventLoop's, and self an AbstractEventLoop only at
         # runtime, through loop_class_for.)
@@ -86,7 +90,6 @@ class LoopMixin(NetMixin, SubprocessMixin, SignalMixin):
     _set_coroutine_origin_tracking = _BaseEventLoop._set_coroutine_origin_tracking
     get_exception_handler = _BaseEventLoop.get_exception_handler
     set_exception_handler = _BaseEventLoop.set_exception_handler
-    default_exception_handler = _BaseEventLoop.default_exception_handler
     call_exception_handler = _BaseEventLoop.call_exception_handler
     run_in_executor = _BaseEventLoop.run_in_executor
     set_default_executor = _BaseEventLoop.set_default_executor
@@ -127,6 +130,10 @@ class LoopMixin(NetMixin, SubprocessMixin, SignalMixin):
             finalizer=self._asyncgen_finalizer_hook,
         )
         events._set_running_loop(cast("asyncio.AbstractEventLoop", self))  # it is one
+        # OpenTelemetry is looked for here, never per callback: a provider can only
+        # be installed once the application imported it (docs/observability.md).
+        if "opentelemetry" in sys.modules or self._otel is not None:
+            self._otel_check()
 
     def _run_forever_cleanup(self) -> None:
         """Undo _run_forever_setup, also after an exception escaped a callback."""
@@ -161,29 +168,68 @@ class LoopMixin(NetMixin, SubprocessMixin, SignalMixin):
         with or without debug mode, whose own warning is unchanged.
         """
         if threshold is None:
-            self._slow_threshold = math.inf
+            self._slow_hook_threshold = math.inf
             self._slow_hook = None
-            return
-        threshold = float(threshold)
-        if not threshold >= 0:
-            raise ValueError(f"threshold must be a number >= 0 or None, not {threshold!r}")
-        self._slow_hook = _slow.log_slow_callback if hook is None else hook
-        self._slow_threshold = threshold
+        else:
+            threshold = float(threshold)
+            if not threshold >= 0:
+                raise ValueError(f"threshold must be a number >= 0 or None, not {threshold!r}")
+            self._slow_hook = _slow.log_slow_callback if hook is None else hook
+            self._slow_hook_threshold = threshold
+        self._set_slow_threshold()
+
+    def _set_slow_threshold(self) -> None:
+        """Time callbacks (in the core) against the lower of the hook's and OTel's thresholds."""
+        otel = self._otel
+        spans = otel is not None and otel.spans
+        self._slow_threshold = min(
+            self._slow_hook_threshold, self.slow_callback_duration if spans else math.inf
+        )
 
     def _slow_callback(self, handle: Any, duration: float) -> None:
         """Called by the core after a callback ran for at least the threshold."""
-        hook = self._slow_hook
-        if hook is None:
+        hook = self._slow_hook if duration >= self._slow_hook_threshold else None
+        otel = self._otel
+        if otel is not None and not (otel.spans and duration >= self.slow_callback_duration):
+            otel = None
+        if hook is None and otel is None:
             return
         self._slow_count += 1
-        try:
-            hook(_slow.report(handle, duration))
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            cast("asyncio.AbstractEventLoop", self).call_exception_handler(
-                {"message": "Exception in the slow-callback hook", "exception": exc, "handle": handle}
-            )
+        report = _slow.report(handle, duration)
+        consumers: list[tuple[Callable[[_slow.SlowCallback], object], str]] = []
+        if hook is not None:
+            consumers.append((hook, "the slow-callback hook"))
+        if otel is not None:
+            consumers.append((otel.slow_callback, "exporting a slow callback to OpenTelemetry"))
+        for consumer, what in consumers:
+            try:
+                consumer(report)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                cast("asyncio.AbstractEventLoop", self).call_exception_handler(
+                    {"message": f"Exception in {what}", "exception": exc, "handle": handle}
+                )
+
+    def _otel_check(self) -> None:
+        """Decide what this loop exports under the OpenTelemetry providers set now."""
+        from . import _otel
+
+        self._otel = _otel.attach(self, self._otel)
+        self._set_slow_threshold()
+
+    def default_exception_handler(self, context: dict[str, Any]) -> None:
+        """asyncio's (it logs the context), then an OpenTelemetry span if traced."""
+        _BaseEventLoop.default_exception_handler(cast("_BaseEventLoop", self), context)
+        otel = self._otel
+        if otel is not None and otel.spans:
+            try:
+                otel.exception(context)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                # Not the exception handler again: it is what failed to export.
+                logger.exception("Exception exporting an unhandled exception to OpenTelemetry")
 
     def close(self) -> None:
         """Close the loop: signal handlers, then the core, then the executor.
@@ -200,6 +246,11 @@ class LoopMixin(NetMixin, SubprocessMixin, SignalMixin):
         self._close_children()
         if self._debug:
             logger.debug("Close %r", self)
+        if self._otel is not None:
+            from . import _otel
+
+            _otel.detach(self)
+            self._otel = None
         super().close()
         self._executor_shutdown_called = True
         executor = self._default_executor
@@ -224,3 +275,23 @@ def loop_class_for(core: ModuleType) -> type[asyncio.AbstractEventLoop]:
 
 
 Loop = loop_class_for(_impl.core)
+
+
+def instrument_otel(loop: asyncio.AbstractEventLoop | None = None) -> bool:
+    """Look for OpenTelemetry providers now, for ``loop`` (by default the running one).
+
+    A fastloop loop does this by itself whenever it starts running; call this from
+    the loop's thread after installing a provider inside a loop that already runs
+    (say, in the main coroutine). True if the loop exports anything; False without
+    ``opentelemetry``, without a provider, or for a loop that is not fastloop's.
+    """
+    if loop is None:
+        loop = events.get_running_loop()
+    if not isinstance(loop, LoopMixin):
+        return False
+    try:
+        import opentelemetry  # noqa: F401 - asked for explicitly: import it if it is there
+    except ImportError:
+        return False
+    loop._otel_check()
+    return loop._otel is not None

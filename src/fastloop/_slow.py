@@ -52,15 +52,24 @@ def task_of(handle: Any) -> asyncio.Task[Any] | None:
     return None
 
 
+def call_graph(task: asyncio.Task[Any]) -> str:
+    """The task's call graph; a finished task (its last step was the slow one) has
+    none, so its repr (which says how it finished) stands for it."""
+    if task.done():
+        # (3.14's format_call_graph() fails on a finished task: it has no frame.)
+        return f"* {task!r}"
+    return _call_graph(task)
+
+
 if sys.version_info >= (3, 14):
 
-    def call_graph(task: asyncio.Task[Any]) -> str:
+    def _call_graph(task: asyncio.Task[Any]) -> str:
         """asyncio's own rendering of the task's call graph."""
         return asyncio.format_call_graph(task)
 
 else:
 
-    def call_graph(task: asyncio.Task[Any]) -> str:
+    def _call_graph(task: asyncio.Task[Any]) -> str:
         """The task (its repr names what it waits for) and its coroutines, outermost first."""
         lines = [f"* {task!r}"]
         coro: Any = task.get_coro()

@@ -1,7 +1,8 @@
 """`python -m fastloop stats SCRIPT [ARGS]`: run a program on fastloop, report its loops.
 
 The report (utilisation, lag percentiles, the slowest callbacks with their tasks)
-goes to stderr when the program ends, and whenever the process gets SIGUSR1.
+goes to stderr when the program ends, and whenever the process gets SIGUSR1;
+``--plot FILE.png`` also draws lag and utilisation over time (_statsplot.py).
 Loops made through asyncio's policy (asyncio.run, new_event_loop), fastloop.run
 and fastloop.new_event_loop are observed; a bare fastloop.Loop() is not.
 """
@@ -18,7 +19,7 @@ import sys
 import warnings
 from typing import Any
 
-from . import _policy
+from . import _policy, _statsplot
 from ._slow import SlowCallback
 
 
@@ -79,9 +80,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--slow", type=float, default=0.01, metavar="SECONDS",
                         help="report callbacks that run this long or longer (default 0.01)")
     parser.add_argument("--top", type=int, default=5, help="slowest callbacks shown (default 5)")
+    parser.add_argument("--plot", metavar="FILE.png",
+                        help="draw each loop's utilisation and lag over time into this image "
+                        "(needs matplotlib)")
+    parser.add_argument("--interval", type=float, default=0.1, metavar="SECONDS",
+                        help="with --plot: sample the loops this often (default 0.1)")
     parser.add_argument("script")
     parser.add_argument("args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
+    if args.plot is not None and (why := _statsplot.unavailable()):
+        parser.error(why)
+    if not args.interval > 0:
+        parser.error("--interval must be above 0")
 
     monitor = Monitor(args.slow, args.top)
     # Every fastloop entry point makes its loop through _policy.new_event_loop, and
@@ -94,8 +104,13 @@ def main(argv: list[str]) -> int:
         asyncio.set_event_loop_policy(_policy.Policy())
     signal.signal(signal.SIGUSR1, lambda signum, frame: print(monitor.report(), file=sys.stderr))
     sys.argv = [args.script, *args.args]
+    sampler = None if args.plot is None else _statsplot.Sampler(monitor.loops, args.interval)
     try:
         runpy.run_path(args.script, run_name="__main__")
     finally:
         print(monitor.report(), file=sys.stderr)
+        if sampler is not None:
+            sampler.stop()
+            _statsplot.plot(sampler.samples, args.plot)
+            print(f"plot: {args.plot}", file=sys.stderr)
     return 0
