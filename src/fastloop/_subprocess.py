@@ -280,8 +280,14 @@ class SubprocessMixin(_CoreLoop):
 
     def _on_child_reaped_here(self, pid: int, returncode: int) -> None:
         """asyncio's thread watcher, in the loop thread: ``pid`` was just reaped."""
-        if pid in self._children:  # not handed over by _close_children
-            self._child_exited(pid, returncode)
+        if pid not in self._children:  # handed over by _close_children
+            return
+        proc = self._children[pid][0]._proc
+        if proc is not None and proc.returncode is not None:
+            # Popen reaped it first and kept its status; the watcher, finding no
+            # child, reported 255.
+            returncode = None
+        self._child_exited(pid, returncode)
 
     def _on_child_reaped(self, pid: int, returncode: int | None) -> None:
         """In a waiting thread: pass the child's returncode to the loop."""
@@ -293,13 +299,12 @@ class SubprocessMixin(_CoreLoop):
     def _child_exited(self, pid: int, returncode: int | None) -> None:
         """Tell the transport of ``pid`` that its child exited with ``returncode``."""
         transport, _ = self._children.pop(pid)
-        proc = transport._proc
-        if proc is not None and proc.returncode is not None:
-            # Popen reaped it (usually its poll() in transport.close()) and kept the
-            # real status, where the reaper here got none (or 255 from asyncio's).
-            returncode = proc.returncode
         if returncode is None:
-            # Someone else reaped it, with waitpid(-1) say: its status is lost.
+            # Someone else reaped it: usually Popen.poll() in transport.close(),
+            # which kept the status; code calling waitpid(-1) leaves us nothing.
+            proc = transport._proc
+            returncode = proc.returncode if proc is not None else None
+        if returncode is None:
             logger.warning(
                 "child process pid %d was reaped elsewhere: "
                 "reporting returncode %d", pid, UNKNOWN_RETURNCODE,
