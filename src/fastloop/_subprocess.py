@@ -283,11 +283,10 @@ class SubprocessMixin(_CoreLoop):
         if pid not in self._children:  # handed over by _close_children
             return
         proc = self._children[pid][0]._proc
-        if proc is not None and proc.returncode is not None:
-            # Popen reaped it first and kept its status; the watcher, finding no
-            # child, reported 255.
-            returncode = None
-        self._child_exited(pid, returncode)
+        # Popen reaped it first and kept its status; the watcher, finding no child,
+        # reported 255.
+        popen_reaped = proc is not None and proc.returncode is not None
+        self._child_exited(pid, None if popen_reaped else returncode)
 
     def _on_child_reaped(self, pid: int, returncode: int | None) -> None:
         """In a waiting thread: pass the child's returncode to the loop."""
