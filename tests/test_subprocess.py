@@ -419,8 +419,10 @@ def test_cancelled_while_connecting_pipes_kills_the_child(loop, loop_kind):
     # The child was killed and waited for before the cancellation reached us.
     assert not any(_live_children_named("sleep 60"))
     # The transport's own task that connects the pipes may still be finishing (the
-    # child can die before it does, on any loop): once it has, no pipe is left open.
+    # child can die before it does, on any loop), and a pipe it closes on its way out
+    # calls connection_lost on the next iteration: then no pipe is left open.
     run_until(loop, lambda: not asyncio.all_tasks(loop))
+    run_briefly(loop)
 
 
 def _live_children_named(cmdline):
