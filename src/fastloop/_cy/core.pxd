@@ -67,6 +67,9 @@ cdef extern from "freethreading.h":
     void fl_add_ssize(Py_ssize_t *p, Py_ssize_t v)
     int fl_load_int(int *p)
     void fl_store_int(int *p, int v)
+    bint fl_sole_ref(PyObject *obj)
+    size_t fl_thread_id()
+    bint fl_has_weakrefs(PyObject *obj)
 
 
 cdef extern from "net.h" nogil:
@@ -234,12 +237,19 @@ cdef class CoreLoop:
     cdef object last_sockname
     cdef object last_peername
     cdef LoopStats st             # stats.pyx
+    # Finished Handles kept for reuse (new_handle, keep_spare in coreloop.pyx): up to
+    # SPARE_HANDLES of them, each owning one reference, touched by spare_tid's thread only.
+    cdef PyObject **spare
+    cdef Py_ssize_t nspare
+    cdef size_t spare_tid
 
     cdef int push_ready(self, Handle handle) except -1
     cdef ReadyQueue detach_ready(self) noexcept
     cdef int check_closed(self) except -1
     cdef int check_thread(self) except -1
     cdef Handle new_handle(self, object callback, tuple args, object context)
+    cdef bint keep_spare(self, PyObject *handle) except -1
+    cdef int drop_spares(self) except -1
     cdef TimerHandle new_timer(self, double when, object callback, tuple args,
                                object context)
     cdef inline int fill_handle(self, Handle handle, object callback, tuple args,
