@@ -735,3 +735,24 @@ def test_cancelled_and_finished_handles_then_new_ones(loop):
     assert not any(h.cancelled() for h in handles)
     run_briefly(loop)
     assert out == [0, 2, 4, 6, 8, *range(10, 20)]
+
+
+def test_failing_callback_leaves_its_context(loop):
+    # The context is exited on the way out of a failing callback: the next callback
+    # given the same context can enter it, and the exception reaches the handler.
+    var = contextvars.ContextVar("var", default="outer")
+    seen, errors = [], []
+    loop.set_exception_handler(lambda lp, context: errors.append(context["exception"]))
+    ctx = contextvars.copy_context()
+    exc = ValueError("boom")
+
+    def fail():
+        var.set("inner")
+        raise exc
+
+    loop.call_soon(fail, context=ctx)
+    loop.call_soon(lambda: seen.append(var.get()), context=ctx)
+    loop.call_soon(lambda: seen.append(var.get()))
+    run_briefly(loop)
+    assert errors == [exc]
+    assert seen == ["inner", "outer"]

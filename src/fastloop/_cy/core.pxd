@@ -45,6 +45,13 @@ cdef extern from "compat.h" nogil:
     void fl_waker_drain(int rfd)
 
 
+# Running a callback in its context (includes/call.h). Declared without an exception
+# value: Handle._run_c checks the result itself.
+cdef extern from "call.h":
+    int fl_run_in_context(PyObject *callback, PyObject *args, PyObject *context)
+    int fl_reraise() except -1
+
+
 # The __slots__ of asyncio's _ThreadSafeHandle, at their offsets (includes/slots.h).
 cdef extern from "slots.h":
     Py_ssize_t fl_slot_offset(object descr)
@@ -114,6 +121,7 @@ cdef class Handle:
     cdef object __weakref__
 
     cdef int _run_c(self) except -1
+    cdef int report_raised(self) except -1
     cdef int _cancel_c(self) except -1
 
 

@@ -228,8 +228,24 @@ cdef class Handle:
         context = self._context
         if locked:
             fl_unlock(&cs)
+        if type(args) is tuple and PyContext_CheckExact(context):
+            # The usual case, without a `try` (includes/call.h says why).
+            if fl_run_in_context(<PyObject *>callback, <PyObject *>args,
+                                 <PyObject *>context) == 0:
+                return 0
+            return self.report_raised()
         try:
             call_in_context(callback, args, context)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._report(exc)
+        return 0
+
+    cdef int report_raised(self) except -1:
+        """_run_c's `except` clauses, for the exception its callback left set."""
+        try:
+            fl_reraise()
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
