@@ -69,6 +69,10 @@ cdef extern from "freethreading.h":
         pass
     void fl_lock(fl_lock_t *cs, object obj)
     void fl_unlock(fl_lock_t *cs)
+    ctypedef struct fl_mutex_t:
+        pass
+    void fl_mutex_lock(fl_mutex_t *m)
+    void fl_mutex_unlock(fl_mutex_t *m)
     Py_ssize_t fl_load_ssize(Py_ssize_t *p)
     void fl_store_ssize(Py_ssize_t *p, Py_ssize_t v)
     void fl_add_ssize(Py_ssize_t *p, Py_ssize_t v)
@@ -230,6 +234,9 @@ cdef class CoreLoop:
     cdef public double _clock_resolution
     cdef public double _slow_threshold    # inf: off; see set_slow_callback_hook (_loop.py)
 
+    # Guards the ready queue, the waker's fds and _closed against other threads
+    # (call_soon_threadsafe, _write_to_self, close()); docs/free-threading.md.
+    cdef fl_mutex_t lock
     cdef ReadyQueue ready
     cdef TimerQueue timers
     cdef Poller poller

@@ -71,28 +71,25 @@ cdef inline PyObject *ready_pop(ReadyQueue *q) noexcept:
 
 
 cdef inline int ready_push_locked(CoreLoop loop, object handle) except -1:
-    cdef fl_lock_t cs
-    fl_lock(&cs, loop)
+    fl_mutex_lock(&loop.lock)
     cdef bint pushed = ready_push(&loop.ready, handle)
-    fl_unlock(&cs)
+    fl_mutex_unlock(&loop.lock)
     if not pushed:
         raise MemoryError()
     return 0
 
 
 cdef inline PyObject *ready_pop_locked(CoreLoop loop) noexcept:
-    cdef fl_lock_t cs
-    fl_lock(&cs, loop)
+    fl_mutex_lock(&loop.lock)
     cdef PyObject *item = ready_pop(&loop.ready)
-    fl_unlock(&cs)
+    fl_mutex_unlock(&loop.lock)
     return item
 
 
 cdef inline Py_ssize_t ready_size_locked(CoreLoop loop) noexcept:
-    cdef fl_lock_t cs
-    fl_lock(&cs, loop)
+    fl_mutex_lock(&loop.lock)
     cdef Py_ssize_t size = loop.ready.size
-    fl_unlock(&cs)
+    fl_mutex_unlock(&loop.lock)
     return size
 
 
@@ -209,18 +206,17 @@ cdef class CoreLoop:
         if self._thread_id is not None:
             raise RuntimeError('Cannot close a running event loop')
         cdef ReadyQueue ready
-        cdef fl_lock_t cs
         # One step under the lock that call_soon_threadsafe takes: a thread calling it
         # either queued its callback before (dropped here, as asyncio drops it) or
         # finds the loop closed, and none writes to the waker's fd once it is closed.
-        fl_lock(&cs, self)
+        fl_mutex_lock(&self.lock)
         if self._closed:
-            fl_unlock(&cs)
+            fl_mutex_unlock(&self.lock)
             return
         self._closed = True
         ready = self.detach_ready()
         self.waker.close_fds()
-        fl_unlock(&cs)
+        fl_mutex_unlock(&self.lock)
         ready_release(&ready)
         self.drop_spares()
         self.timers.clear_c()
@@ -378,17 +374,16 @@ cdef class CoreLoop:
                 handle._source_traceback.pop()
         else:
             handle = self.new_handle(callback, args, context)
-        cdef fl_lock_t cs
         cdef bint closed, pushed = False
         # Checked again under the lock: close() may have run in another thread since.
         # Queue first, wake second: the order waker.pyx's proof relies on.
-        fl_lock(&cs, self)
+        fl_mutex_lock(&self.lock)
         closed = self._closed
         if not closed:
             pushed = ready_push(&self.ready, handle)
             if pushed:
                 self.waker.wake_c()
-        fl_unlock(&cs)
+        fl_mutex_unlock(&self.lock)
         if closed:
             raise RuntimeError('Event loop is closed')
         if not pushed:
@@ -440,12 +435,11 @@ cdef class CoreLoop:
             fl_add_ssize(&self.timers.ncancelled, 1)
 
     def _write_to_self(self):
-        cdef fl_lock_t cs
         # Under the lock, as in call_soon_threadsafe: close() cannot close the fd
         # between the waker's check and its write.
-        fl_lock(&cs, self)
+        fl_mutex_lock(&self.lock)
         self.waker.wake_c()
-        fl_unlock(&cs)
+        fl_mutex_unlock(&self.lock)
 
     # -- file descriptors -------------------------------------------------------
 

@@ -13,6 +13,13 @@
  *   fl_load_ssize(p), fl_store_ssize(p, v), fl_add_ssize(p, v),
  *   fl_load_int(p), fl_store_int(p, v)
  *       relaxed atomics for counters and flags read without the lock.
+ *   fl_mutex_t m; fl_mutex_lock(&m); ...; fl_mutex_unlock(&m);
+ *       a PyMutex (zeroed: unlocked), for state guarded by a lock of its own: the
+ *       loop's ready queue, waker and closed flag (coreloop.pyx). Its fast path is
+ *       one atomic compare-and-swap inline, where a critical section costs two
+ *       calls; the same rules hold (the code between never blocks, takes another
+ *       lock or runs Python code), and a thread waiting for it detaches, as for a
+ *       critical section.
  *   fl_sole_ref(obj)
  *       true when the caller's reference is the only one to obj, so that no other
  *       thread can reach it. Free-threaded: obj is owned by this thread (biased
@@ -46,6 +53,9 @@ static inline int fl_sole_ref(PyObject *obj) {
         && __atomic_load_n(&obj->ob_ref_shared, __ATOMIC_RELAXED) == 0;
 }
 #  define fl_thread_id() _Py_ThreadId()
+typedef PyMutex fl_mutex_t;
+#  define fl_mutex_lock(m) PyMutex_Lock(m)
+#  define fl_mutex_unlock(m) PyMutex_Unlock(m)
 #else
 #  define FL_FREE_THREADED 0
 typedef char fl_lock_t;
@@ -58,6 +68,9 @@ typedef char fl_lock_t;
 #  define fl_store_int(p, v) ((void)(*(p) = (v)))
 #  define fl_sole_ref(obj) (Py_REFCNT(obj) == 1)
 #  define fl_thread_id() ((uintptr_t)1)
+typedef char fl_mutex_t;
+#  define fl_mutex_lock(m) ((void)(m))
+#  define fl_mutex_unlock(m) ((void)(m))
 #endif
 
 static inline int fl_has_weakrefs(PyObject *obj) {
