@@ -645,3 +645,114 @@ def test_call_soon_threadsafe_handle_in_a_cycle_is_collected(make_loop, run):
     del box, cb
     gc.collect()
     assert ref() is None
+
+
+# --- handle lifetime ------------------------------------------------------------------
+# The Cython core reuses a finished Handle that nothing else refers to (coreloop.pyx,
+# keep_spare). None of that may show: what a callback was given is released when it
+# has run, a handle someone kept stays as it was, and each callback runs in its own
+# context however often the objects behind the handles are reused.
+
+
+class Marker:
+    """An object that takes a weak reference, to see when it is freed."""
+
+
+def test_finished_callback_releases_args_and_context_at_once(loop):
+    var = contextvars.ContextVar("var")
+    arg, value = Marker(), Marker()
+    refs = [weakref.ref(arg), weakref.ref(value)]
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, value)
+    loop.call_soon(lambda a: None, arg, context=ctx)
+    del arg, value, ctx
+    gc.disable()
+    try:
+        run_briefly(loop)
+        assert [ref() for ref in refs] == [None, None]
+    finally:
+        gc.enable()
+
+
+def test_kept_handle_keeps_its_fields_after_running(loop):
+    def cb(x):
+        return x
+
+    arg = Marker()
+    handle = loop.call_soon(cb, arg)
+    for _ in range(300):  # more finished handles than a loop keeps for reuse
+        loop.call_soon(cb, None)
+    run_briefly(loop, 2)
+    for _ in range(300):
+        loop.call_soon(cb, None)
+    run_briefly(loop)
+    assert handle._callback is cb
+    assert handle._args == (arg,)
+    assert not handle.cancelled()
+
+
+def test_weakly_referenced_handle_dies_after_running(loop):
+    ref = weakref.ref(loop.call_soon(lambda: None))
+    gc.disable()
+    try:
+        run_briefly(loop)
+        assert ref() is None
+    finally:
+        gc.enable()
+
+
+def test_many_handles_each_run_in_their_own_context(loop):
+    var = contextvars.ContextVar("var", default=None)
+    seen = []
+
+    def step(i, left):
+        seen.append((i, var.get()))
+        var.set(("changed", i))  # must not leak into the next callback's context
+        if left:
+            loop.call_soon(step, i, left - 1)  # copies this callback's context
+
+    for i in range(20):
+        ctx = contextvars.copy_context()
+        ctx.run(var.set, i)
+        loop.call_soon(step, i, 3, context=ctx)
+    loop.call_soon(step, "none", 0)
+    run_briefly(loop, 5)
+    first = [(i, i) for i in range(20)] + [("none", None)]
+    assert seen[:21] == first
+    assert sorted(seen[21:], key=repr) == sorted(
+        [(i, ("changed", i)) for i in range(20) for _ in range(3)], key=repr)
+
+
+def test_cancelled_and_finished_handles_then_new_ones(loop):
+    out = []
+    for i in range(10):
+        h = loop.call_soon(out.append, i)
+        if i % 2:
+            h.cancel()
+    del h
+    run_briefly(loop)
+    handles = [loop.call_soon(out.append, i) for i in range(10, 20)]
+    assert not any(h.cancelled() for h in handles)
+    run_briefly(loop)
+    assert out == [0, 2, 4, 6, 8, *range(10, 20)]
+
+
+def test_failing_callback_leaves_its_context(loop):
+    # The context is exited on the way out of a failing callback: the next callback
+    # given the same context can enter it, and the exception reaches the handler.
+    var = contextvars.ContextVar("var", default="outer")
+    seen, errors = [], []
+    loop.set_exception_handler(lambda lp, context: errors.append(context["exception"]))
+    ctx = contextvars.copy_context()
+    exc = ValueError("boom")
+
+    def fail():
+        var.set("inner")
+        raise exc
+
+    loop.call_soon(fail, context=ctx)
+    loop.call_soon(lambda: seen.append(var.get()), context=ctx)
+    loop.call_soon(lambda: seen.append(var.get()))
+    run_briefly(loop)
+    assert errors == [exc]
+    assert seen == ["inner", "outer"]

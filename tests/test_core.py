@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import socket
+import weakref
 
 import pytest
 
@@ -242,3 +244,22 @@ def test_waker_coalesces(core, poller, waker):
 def test_waker_fd_is_nonblocking(waker):
     assert os.get_blocking(waker.fileno()) is False
     waker.drain()  # nothing pending: must not block
+
+
+def test_loop_is_freed_with_handles_kept_for_reuse(core):
+    # The Cython core keeps finished handles for reuse; they must not refer to the
+    # loop (untracked by the collector, such a cycle would never be freed).
+    class Loop(core.CoreLoop):
+        pass
+
+    loop = Loop()
+    for i in range(10):
+        loop.call_soon(int, i)
+    loop.stop()
+    loop._run_until_stopped()
+    loop.call_soon(int, 0)  # one taken back out of the pool, still queued
+    loop.close()
+    ref = weakref.ref(loop)
+    del loop
+    gc.collect()
+    assert ref() is None

@@ -24,4 +24,7 @@ cdef enum:
     # First sizes of the ready ring and the timer heap; both grow by doubling.
     # 64 covers a typical iteration without growing (asyncio's deque blocks are 64).
     READY_INITIAL_CAPACITY = 64
+    # Finished handles a loop keeps for reuse (coreloop.pyx, keep_spare): Cython's
+    # freelist size for Handle, which the free-threaded build does not have.
+    SPARE_HANDLES = 256
     TIMERS_INITIAL_CAPACITY = 64

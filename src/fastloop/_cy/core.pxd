@@ -45,6 +45,13 @@ cdef extern from "compat.h" nogil:
     void fl_waker_drain(int rfd)
 
 
+# Running a callback in its context (includes/call.h). Declared without an exception
+# value: Handle._run_c checks the result itself.
+cdef extern from "call.h":
+    int fl_run_in_context(PyObject *callback, PyObject *args, PyObject *context)
+    int fl_reraise() except -1
+
+
 # The __slots__ of asyncio's _ThreadSafeHandle, at their offsets (includes/slots.h).
 cdef extern from "slots.h":
     Py_ssize_t fl_slot_offset(object descr)
@@ -62,11 +69,18 @@ cdef extern from "freethreading.h":
         pass
     void fl_lock(fl_lock_t *cs, object obj)
     void fl_unlock(fl_lock_t *cs)
+    ctypedef struct fl_mutex_t:
+        pass
+    void fl_mutex_lock(fl_mutex_t *m)
+    void fl_mutex_unlock(fl_mutex_t *m)
     Py_ssize_t fl_load_ssize(Py_ssize_t *p)
     void fl_store_ssize(Py_ssize_t *p, Py_ssize_t v)
     void fl_add_ssize(Py_ssize_t *p, Py_ssize_t v)
     int fl_load_int(int *p)
     void fl_store_int(int *p, int v)
+    bint fl_sole_ref(PyObject *obj)
+    size_t fl_thread_id()
+    bint fl_has_weakrefs(PyObject *obj)
 
 
 cdef extern from "net.h" nogil:
@@ -111,6 +125,7 @@ cdef class Handle:
     cdef object __weakref__
 
     cdef int _run_c(self) except -1
+    cdef int report_raised(self) except -1
     cdef int _cancel_c(self) except -1
 
 
@@ -219,6 +234,9 @@ cdef class CoreLoop:
     cdef public double _clock_resolution
     cdef public double _slow_threshold    # inf: off; see set_slow_callback_hook (_loop.py)
 
+    # Guards the ready queue, the waker's fds and _closed against other threads
+    # (call_soon_threadsafe, _write_to_self, close()); docs/free-threading.md.
+    cdef fl_mutex_t lock
     cdef ReadyQueue ready
     cdef TimerQueue timers
     cdef Poller poller
@@ -234,12 +252,19 @@ cdef class CoreLoop:
     cdef object last_sockname
     cdef object last_peername
     cdef LoopStats st             # stats.pyx
+    # Finished Handles kept for reuse (new_handle, keep_spare in coreloop.pyx): up to
+    # SPARE_HANDLES of them, each owning one reference, touched by spare_tid's thread only.
+    cdef PyObject **spare
+    cdef Py_ssize_t nspare
+    cdef size_t spare_tid
 
     cdef int push_ready(self, Handle handle) except -1
     cdef ReadyQueue detach_ready(self) noexcept
     cdef int check_closed(self) except -1
     cdef int check_thread(self) except -1
     cdef Handle new_handle(self, object callback, tuple args, object context)
+    cdef bint keep_spare(self, PyObject *handle) except -1
+    cdef int drop_spares(self) except -1
     cdef TimerHandle new_timer(self, double when, object callback, tuple args,
                                object context)
     cdef inline int fill_handle(self, Handle handle, object callback, tuple args,

@@ -71,28 +71,25 @@ cdef inline PyObject *ready_pop(ReadyQueue *q) noexcept:
 
 
 cdef inline int ready_push_locked(CoreLoop loop, object handle) except -1:
-    cdef fl_lock_t cs
-    fl_lock(&cs, loop)
+    fl_mutex_lock(&loop.lock)
     cdef bint pushed = ready_push(&loop.ready, handle)
-    fl_unlock(&cs)
+    fl_mutex_unlock(&loop.lock)
     if not pushed:
         raise MemoryError()
     return 0
 
 
 cdef inline PyObject *ready_pop_locked(CoreLoop loop) noexcept:
-    cdef fl_lock_t cs
-    fl_lock(&cs, loop)
+    fl_mutex_lock(&loop.lock)
     cdef PyObject *item = ready_pop(&loop.ready)
-    fl_unlock(&cs)
+    fl_mutex_unlock(&loop.lock)
     return item
 
 
 cdef inline Py_ssize_t ready_size_locked(CoreLoop loop) noexcept:
-    cdef fl_lock_t cs
-    fl_lock(&cs, loop)
+    fl_mutex_lock(&loop.lock)
     cdef Py_ssize_t size = loop.ready.size
-    fl_unlock(&cs)
+    fl_mutex_unlock(&loop.lock)
     return size
 
 
@@ -156,11 +153,17 @@ cdef class CoreLoop:
         self.dormant = []
         self._transports = weakref_WeakValueDictionary()
         self.transports_data = self._transports.data
+        self.spare = <PyObject **>PyMem_Malloc(SPARE_HANDLES * sizeof(PyObject *))
+        if self.spare is NULL:
+            raise MemoryError()
 
     def __dealloc__(self):
         cdef ReadyQueue ready = self.detach_ready()
         ready_release(&ready)
         PyMem_Free(self.recv_buf)
+        if self.spare is not NULL:
+            self.drop_spares()
+            PyMem_Free(self.spare)
 
     # -- state ------------------------------------------------------------------
 
@@ -203,19 +206,19 @@ cdef class CoreLoop:
         if self._thread_id is not None:
             raise RuntimeError('Cannot close a running event loop')
         cdef ReadyQueue ready
-        cdef fl_lock_t cs
         # One step under the lock that call_soon_threadsafe takes: a thread calling it
         # either queued its callback before (dropped here, as asyncio drops it) or
         # finds the loop closed, and none writes to the waker's fd once it is closed.
-        fl_lock(&cs, self)
+        fl_mutex_lock(&self.lock)
         if self._closed:
-            fl_unlock(&cs)
+            fl_mutex_unlock(&self.lock)
             return
         self._closed = True
         ready = self.detach_ready()
         self.waker.close_fds()
-        fl_unlock(&cs)
+        fl_mutex_unlock(&self.lock)
         ready_release(&ready)
+        self.drop_spares()
         self.timers.clear_c()
         self.fds = {}
         self.dormant = []
@@ -224,23 +227,87 @@ cdef class CoreLoop:
     # -- callbacks --------------------------------------------------------------
 
     cdef Handle new_handle(self, object callback, tuple args, object context):
-        cdef Handle handle = Handle.__new__(Handle)
+        cdef Handle handle
+        cdef PyObject *spare
+        if self.nspare and (not FL_FREE_THREADED or self.spare_tid == fl_thread_id()):
+            # A handle keep_spare took back: all its fields None, out of the collector.
+            self.nspare -= 1
+            spare = self.spare[self.nspare]
+            handle = <Handle>spare  # a new reference...
+            fl_decref(spare)        # ...that replaces the pool's
+            if FL_FREE_THREADED:
+                PyObject_GC_Track(spare)  # tracked there, as asyncio's handles are
+        else:
+            handle = Handle.__new__(Handle)
+            # The handle, a context copied for it and its args tuple start outside
+            # the cycle collector; see rejoin_gc_if_shared in handles.pyx.
+            if not FL_FREE_THREADED:
+                PyObject_GC_UnTrack(<PyObject *>handle)
         self.fill_handle(handle, callback, args, context)
         return handle
 
     cdef TimerHandle new_timer(self, double when, object callback, tuple args,
                                object context):
         cdef TimerHandle timer = TimerHandle.__new__(TimerHandle)
+        if not FL_FREE_THREADED:
+            PyObject_GC_UnTrack(<PyObject *>timer)
         timer.when_c = when
         self.fill_handle(timer, callback, args, context)
         return timer
 
+    # Handle reuse. A Handle the loop has run (or skipped as cancelled) usually dies
+    # at once: the queue held the only reference. Freeing it and allocating the next
+    # one costs more than the rest of a call_soon, and the free-threaded build has no
+    # freelist at all, so the loop keeps up to SPARE_HANDLES of them, emptied, and
+    # new_handle refills one. Only when nothing else can ever see the difference:
+    # exactly a Handle (not a subclass), the loop's reference the only one
+    # (fl_sole_ref: on free-threaded builds also owned by this thread and unknown to
+    # others), no weak reference to it, and out of the collector while spare, so
+    # that gc.get_objects() cannot hand it out. The pool itself is touched only by
+    # the thread running the loop (spare_tid; with the GIL by whoever holds it), and
+    # its handles refer to nothing (not even the loop: no cycle keeps a loop alive).
+
+    cdef bint keep_spare(self, PyObject *handle) except -1:
+        """Take `handle` into the pool if nothing else can reach it; True if taken.
+
+        The caller keeps its own reference either way.
+        """
+        if (fl_type(handle) is not <void *>Handle or self.nspare == SPARE_HANDLES
+                or (FL_FREE_THREADED and self.spare_tid != fl_thread_id())
+                or not fl_sole_ref(handle) or fl_has_weakrefs(handle)):
+            return False
+        PyObject_GC_UnTrack(handle)  # a no-op for an untracked object
+        # What its deallocation would do, in the same order (Handle.__dealloc__, then
+        # the fields). Releasing them may run finalizers, which may schedule
+        # callbacks (new_handle) but can never reach this handle.
+        cdef Handle h = <Handle>handle
+        track_context(h._context)
+        release_args(h._args)
+        h._cancelled = False
+        h._callback = None
+        h._args = None
+        h._loop = None
+        if h._source_traceback is not None:  # debug mode only
+            h._source_traceback = None
+        h._context = None
+        if h._repr is not None:  # cancelled in debug mode
+            h._repr = None
+        if self.nspare == SPARE_HANDLES:  # filled by those finalizers meanwhile
+            return False
+        fl_incref(handle)
+        self.spare[self.nspare] = handle
+        self.nspare += 1
+        return True
+
+    cdef int drop_spares(self) except -1:
+        cdef Py_ssize_t i, n = self.nspare
+        self.nspare = 0
+        for i in range(n):
+            fl_decref(self.spare[i])
+        return 0
+
     cdef inline int fill_handle(self, Handle handle, object callback, tuple args,
                                 object context) except -1:
-        # The handle, a context copied for it and its args tuple start outside the
-        # cycle collector; see rejoin_gc_if_shared in handles.pyx.
-        if not FL_FREE_THREADED:
-            PyObject_GC_UnTrack(<PyObject *>handle)
         handle._callback = callback
         handle._args = args
         untrack_args(args)
@@ -307,17 +374,16 @@ cdef class CoreLoop:
                 handle._source_traceback.pop()
         else:
             handle = self.new_handle(callback, args, context)
-        cdef fl_lock_t cs
         cdef bint closed, pushed = False
         # Checked again under the lock: close() may have run in another thread since.
         # Queue first, wake second: the order waker.pyx's proof relies on.
-        fl_lock(&cs, self)
+        fl_mutex_lock(&self.lock)
         closed = self._closed
         if not closed:
             pushed = ready_push(&self.ready, handle)
             if pushed:
                 self.waker.wake_c()
-        fl_unlock(&cs)
+        fl_mutex_unlock(&self.lock)
         if closed:
             raise RuntimeError('Event loop is closed')
         if not pushed:
@@ -369,12 +435,11 @@ cdef class CoreLoop:
             fl_add_ssize(&self.timers.ncancelled, 1)
 
     def _write_to_self(self):
-        cdef fl_lock_t cs
         # Under the lock, as in call_soon_threadsafe: close() cannot close the fd
         # between the waker's check and its write.
-        fl_lock(&cs, self)
+        fl_mutex_lock(&self.lock)
         self.waker.wake_c()
-        fl_unlock(&cs)
+        fl_mutex_unlock(&self.lock)
 
     # -- file descriptors -------------------------------------------------------
 
@@ -685,7 +750,8 @@ cdef class CoreLoop:
                     self.run_debug(obj)
                 else:
                     (<Handle>obj)._run_c()
-            rejoin_gc_if_shared(<PyObject *>obj)
+            if not self.keep_spare(item):  # `obj` still holds the queue's reference
+                rejoin_gc_if_shared(item)
         return 0
 
     cdef int run_foreign(self, object handle) except -1:
@@ -725,12 +791,14 @@ cdef class CoreLoop:
 
     def _run_until_stopped(self):
         """Run iterations until stop() was called."""
+        self.spare_tid = fl_thread_id()
         try:
             while True:
                 self.run_once()
                 if self._stopping:
                     break
         finally:
+            self.spare_tid = 0
             self._stopping = False
             stats_run_ended(&self.st)
 
@@ -906,3 +974,4 @@ cdef class CoreLoop:
             fut.set_exception(exc)
         else:
             fut.set_result(result)
+

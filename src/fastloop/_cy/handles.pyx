@@ -213,17 +213,39 @@ cdef class Handle:
         # (or another thread does: it then finds the handle started, too late).
         cdef object callback, args, context
         cdef fl_lock_t cs
-        fl_lock(&cs, self)
+        # No lock needed when the caller's reference is the only one (the loop's, for
+        # a handle nobody kept): then no other thread can be cancelling it.
+        cdef bint locked = FL_FREE_THREADED and not fl_sole_ref(<PyObject *>self)
+        if locked:
+            fl_lock(&cs, self)
         if FL_FREE_THREADED and self._cancelled:
             # Cancelled by another thread after the loop looked, before it started.
-            fl_unlock(&cs)
+            if locked:
+                fl_unlock(&cs)
             return 0
         callback = self._callback
         args = self._args
         context = self._context
-        fl_unlock(&cs)
+        if locked:
+            fl_unlock(&cs)
+        if type(args) is tuple and PyContext_CheckExact(context):
+            # The usual case, without a `try` (includes/call.h says why).
+            if fl_run_in_context(<PyObject *>callback, <PyObject *>args,
+                                 <PyObject *>context) == 0:
+                return 0
+            return self.report_raised()
         try:
             call_in_context(callback, args, context)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._report(exc)
+        return 0
+
+    cdef int report_raised(self) except -1:
+        """_run_c's `except` clauses, for the exception its callback left set."""
+        try:
+            fl_reraise()
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:

@@ -166,7 +166,6 @@ cdef class TimerQueue:
         cdef PyObject **due
         cdef PyObject *item
         cdef ReadyQueue *ready = &loop.ready
-        cdef fl_lock_t cs
         if self.due_capacity < self.size:
             due = <PyObject **>PyMem_Realloc(self.due, self.size * sizeof(PyObject *))
             if due is NULL:
@@ -175,11 +174,11 @@ cdef class TimerQueue:
             self.due_capacity = self.size
         # The ring is the loop's, shared with other threads: locked from the room
         # made on it to the last handle placed, so that no one else takes that room.
-        fl_lock(&cs, loop)
+        fl_mutex_lock(&loop.lock)
         # Room on the ready queue for all of them, so that nothing below can fail
         # with handles taken off the heap but not yet placed.
         if not ready_reserve(ready, self.size):
-            fl_unlock(&cs)
+            fl_mutex_unlock(&loop.lock)
             raise MemoryError()
         due = self.due
         while self.size and self.heap[0].when < end:
@@ -197,7 +196,7 @@ cdef class TimerQueue:
                 ndropped += 1
             else:
                 ready_push_steal(ready, item)
-        fl_unlock(&cs)
+        fl_mutex_unlock(&loop.lock)
         if ndropped == 0:
             return 0
         fl_add_ssize(&self.ncancelled, -ndropped)
