@@ -127,3 +127,35 @@ def test_collection_leaves_a_live_loop_alone(loop):
     gc.collect()
     assert ran == ["soon", "held", "timer"]
     assert not timer.cancelled() and holder.handle.get_context() is not None
+
+
+def test_dropped_loop_with_a_transport_is_collected(make_loop):
+    """A loop dropped with an open socket transport (reader and, with a write buffer,
+    writer registered): asyncio frees it at the first collection, warning about the loop
+    and the transport. The order in which the collector runs finalisers is its own, so a
+    socket may also warn before its transport closes it (asyncio's does, here): only
+    'unclosed ...' ResourceWarnings are allowed beside those two."""
+    keep: list = []
+    gc.collect()
+
+    def drop() -> weakref.ref:
+        loop = make_loop.factory()
+        ours, peer = socket.socketpair()
+        keep.append(peer)
+        transport, _ = loop.run_until_complete(
+            loop.create_connection(asyncio.Protocol, sock=ours))
+        transport.write(b"x" * (1 << 24))  # more than the socket takes at once
+        return weakref.ref(loop)
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ref = drop()
+            gc.collect()
+    finally:
+        keep[0].close()
+    assert ref() is None
+    warned = {(w.category, str(w.message).split(" <")[0]) for w in caught}
+    assert {(ResourceWarning, "unclosed event loop"), (ResourceWarning, "unclosed transport")} <= warned
+    assert all(category is ResourceWarning and message.startswith("unclosed")
+               for category, message in warned)
