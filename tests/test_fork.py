@@ -207,3 +207,83 @@ def test_inherited_loop_in_the_child_leaves_the_parent_alone(core):
         extra_peer.close()
     finally:
         loop.close()
+
+
+def test_child_carries_on_in_the_inherited_running_loop(core):
+    """fastloop's cores only. A child forked from a callback carries on inside the
+    parent's run_forever, in its own copy of the running loop. (On 3.12+ asyncio's
+    at-fork hook resets the running loop there, so coroutines that look it up fail, as
+    with asyncio; callbacks, readers and thread-safe calls still work.) asyncio's loop
+    would keep polling the parent's epoll instance and waker; the cores move to their
+    own at the next iteration: the child's reader and wake-up work, and the reader it
+    removes stays registered in the parent."""
+    from fastloop._loop import loop_class_for
+
+    loop = loop_class_for(core)()
+    try:
+        reader = Reader(loop)
+        r, w = os.pipe()
+        forked = {}
+
+        def child_steps() -> None:
+            """In the child, in the inherited running loop: report, then os._exit."""
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            signal.alarm(int(DEADLINE))
+            os.close(r)
+            steps = []
+            c, d = socket.socketpair()
+
+            def finish(status: int, what) -> None:
+                os.write(w, json.dumps(what).encode())
+                os._exit(status)
+
+            def woken() -> None:
+                steps.append("threadsafe")
+                finish(0, steps)
+
+            def readable() -> None:
+                try:
+                    steps.append(c.recv(16).decode())
+                    loop.remove_reader(c)
+                    threading.Thread(target=loop.call_soon_threadsafe, args=(woken,)).start()
+                except BaseException:
+                    finish(1, traceback.format_exc())
+
+            # The child never stops the loop: leaving run_forever would take it back
+            # into pytest's code. It ends here, in time, whatever happens.
+            loop.call_later(DEADLINE / 2, finish, 2, "the child timed out")
+            try:
+                loop.remove_reader(reader.sock)  # the parent's registration stays
+                loop.add_reader(c, readable)
+                d.send(b"child")
+            except BaseException:
+                finish(1, traceback.format_exc())
+
+        def fork_now() -> None:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=r".*multi-threaded, use of fork\(\)",
+                                        category=DeprecationWarning)
+                pid = os.fork()
+            if pid == 0:
+                child_steps()  # then back into the child's copy of run_forever
+            else:
+                forked["pid"] = pid
+                loop.stop()
+
+        # No coroutine around the fork: in the child it would find no running loop.
+        loop.call_soon(fork_now)
+        loop.run_forever()
+        os.close(w)
+        raw = b""
+        while chunk := os.read(r, 65536):
+            raw += chunk
+        os.close(r)
+        _, wstatus = os.waitpid(forked["pid"], 0)
+        assert raw, f"the child died without a report (wait status {wstatus})"
+        assert os.waitstatus_to_exitcode(wstatus) == 0, json.loads(raw)
+        assert json.loads(raw) == ["child", "threadsafe"]
+        reader.check_fires(loop)
+        threadsafe_roundtrip(loop)
+        reader.close(loop)
+    finally:
+        loop.close()
