@@ -1,13 +1,23 @@
-"""Faults a loop must survive as asyncio survives them (issue 13, part 4)."""
+"""Faults a loop must survive as asyncio survives them (issue 13, part 4).
+
+Each test states what stock asyncio does and runs on both cores and on asyncio.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import resource
+import signal
 import socket
+import threading
+import time
 
-from nethelpers import net  # noqa: F401 - net is a fixture
+import pytest
+
+from helpers import run, run_briefly, run_until
+from nethelpers import net, unused_udp_address  # noqa: F401 - net is a fixture
 
 
 def test_accept_out_of_fds_keeps_serving(loop, net, exc_log):
@@ -54,3 +64,289 @@ def test_accept_out_of_fds_keeps_serving(loop, net, exc_log):
     net.until(lambda: len(factory.made) == 2)
     waiting.sendall(b"hello")
     net.until(lambda: factory.made[1].data == b"hello")
+
+
+# --- EINTR: a signal with a Python-level handler while the loop sleeps in its poll ----
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _signal_soon(sig: int) -> threading.Thread:
+    """A thread that sends `sig` to the main thread, most likely while the loop polls."""
+
+    def send() -> None:
+        time.sleep(0.05)  # not a measurement: the test holds whenever it lands
+        signal.pthread_kill(threading.main_thread().ident, sig)
+
+    return threading.Thread(target=send)
+
+
+@pytest.fixture
+def usr1_handler():
+    """Install a signal.signal() handler for SIGUSR1 (the test sets what it does)."""
+    actions = []
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: actions[0]())
+    yield actions
+    signal.signal(signal.SIGUSR1, previous)
+
+
+def test_signal_handler_runs_during_the_poll(loop, usr1_handler):
+    """EINTR: asyncio's poll (epoll through select, PEP 475) runs a signal.signal()
+    handler when the signal interrupts it and carries on; a callback the handler queues
+    with call_soon_threadsafe wakes the loop. Nothing reaches the exception handler."""
+    woken = loop.create_future()
+    usr1_handler.append(lambda: loop.call_soon_threadsafe(woken.set_result, "signalled"))
+    sender = _signal_soon(signal.SIGUSR1)
+    loop.call_soon(sender.start)
+    assert run(loop, woken) == "signalled"
+    sender.join()
+
+
+def test_signal_handler_raising_during_the_poll(loop, usr1_handler):
+    """EINTR with a handler that raises: asyncio lets the exception out of the poll, so
+    run_until_complete() raises it; the loop is stopped, not broken, and runs again."""
+
+    def raise_interrupted() -> None:
+        raise Interrupted
+
+    usr1_handler.append(raise_interrupted)
+    never = loop.create_future()
+    sender = _signal_soon(signal.SIGUSR1)
+    loop.call_soon(sender.start)
+    with pytest.raises(Interrupted):
+        run(loop, never)
+    sender.join()
+    assert not loop.is_running()
+    loop.call_soon(never.set_result, "again")
+    assert loop.run_until_complete(never) == "again"
+
+
+# --- an fd closed behind the loop's back --------------------------------------------------
+
+
+def test_fd_closed_behind_the_loops_back(loop):
+    """add_reader(fd), then the fd is closed without remove_reader(): epoll drops a
+    closed file by itself, so the reader never fires and the loop runs on; asyncio's
+    remove_reader(fd) then still returns True (the selector forgets the key, ignoring
+    the kernel's error), and a new socket that gets the same number works normally."""
+    fired = []
+    a, b = socket.socketpair()
+    fd = a.fileno()
+    loop.add_reader(fd, fired.append, "closed one")
+    a.close()
+    b.close()  # the peer's close would make a live reader readable
+    run_briefly(loop, 3)
+    assert fired == []
+    assert loop.remove_reader(fd) is True
+    c, d = socket.socketpair()
+    with c, d:
+        loop.add_reader(c, lambda: fired.append(c.recv(16)))
+        d.send(b"new")
+        run_until(loop, lambda: fired)
+        assert fired == [b"new"]
+        assert loop.remove_reader(c) is True
+
+
+def test_fd_closed_and_its_number_reused_without_remove(loop):
+    """The same without remove_reader(): asyncio takes the number for still registered
+    (its selector keeps the key), so add_reader() for the new file that reuses it only
+    swaps the callback and never tells the kernel; that reader does not fire. Both
+    cores keep the same table, and so the same outcome."""
+    fired = []
+    a, b = socket.socketpair()
+    fd = a.fileno()
+    loop.add_reader(fd, fired.append, "closed one")
+    a.close()
+    b.close()
+    c, d = socket.socketpair()
+    with c, d:
+        if c.fileno() != fd:
+            pytest.skip("the kernel gave the new socket another number")
+        loop.add_reader(c.fileno(), fired.append, "new one")
+        d.send(b"new")
+        run_briefly(loop, 3)
+        assert fired == []
+        assert loop.remove_reader(c.fileno()) is True
+
+
+# --- exceptions raised from protocol callbacks ---------------------------------------------
+
+
+class Raising(asyncio.Protocol):
+    """Records its callbacks in order; raises ZeroDivisionError from the one named."""
+
+    def __init__(self, raise_in: str | None = None) -> None:
+        self.raise_in = raise_in
+        self.events: list = []
+        self.transport = None
+
+    def _record(self, event, name: str) -> None:
+        self.events.append(event)
+        if name == self.raise_in:
+            raise ZeroDivisionError(name)
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self._record("made", "connection_made")
+
+    def data_received(self, data) -> None:
+        self._record(("data", data), "data_received")
+
+    def eof_received(self):
+        self._record("eof", "eof_received")
+
+    def connection_lost(self, exc) -> None:
+        self._record(("lost", type(exc).__name__), "connection_lost")
+
+    def datagram_received(self, data, addr) -> None:
+        self._record(("datagram", data), "datagram_received")
+
+    def error_received(self, exc) -> None:
+        self._record(("error", type(exc).__name__), "error_received")
+
+
+def _callback_context(ctx: dict) -> None:
+    """asyncio's report of an exception raised by a callback the loop ran."""
+    assert sorted(ctx) == ["exception", "handle", "message"]
+    assert ctx["message"].startswith("Exception in callback ")
+    assert type(ctx["exception"]) is ZeroDivisionError
+
+
+def _stream_pair(net, raise_in: str):
+    """A client transport whose protocol raises in `raise_in`, and the server's."""
+    made: list[Raising] = []
+    srv = net.server(lambda: made.append(Raising()) or made[-1])
+    tr, client = net.connect(lambda: Raising(raise_in), "127.0.0.1",
+                             srv.sockets[0].getsockname()[1])
+    net.until(lambda: made and made[0].transport is not None)
+    net.track(made[0].transport)
+    return tr, client, made[0]
+
+
+def test_connection_made_raising(loop, net, exc_log):
+    """asyncio calls connection_made through call_soon: the exception goes to the
+    handler as a callback's ('Exception in callback ...', with the handle), and the
+    transport stays open and reading."""
+    tr, client, server = _stream_pair(net, "connection_made")
+    _callback_context(exc_log.take_one())
+    server.transport.write(b"after")
+    net.until(lambda: len(client.events) > 1)
+    assert client.events == ["made", ("data", b"after")]
+    assert not tr.is_closing()
+
+
+def test_eof_received_raising(loop, net, exc_log):
+    """asyncio: fatal, 'Fatal error: protocol.eof_received() call failed.' with the
+    transport and protocol; connection_lost gets the exception."""
+    tr, client, server = _stream_pair(net, "eof_received")
+    server.transport.write_eof()
+    net.until(lambda: len(client.events) == 3)
+    ctx = exc_log.take_one()
+    assert ctx["message"] == "Fatal error: protocol.eof_received() call failed."
+    assert sorted(ctx) == ["exception", "message", "protocol", "transport"]
+    assert ctx["transport"] is tr and ctx["protocol"] is client
+    assert client.events == ["made", "eof", ("lost", "ZeroDivisionError")]
+    assert tr.is_closing()
+
+
+def test_connection_lost_raising(loop, net, exc_log):
+    """asyncio calls connection_lost through call_soon: a callback's report; the
+    socket is closed and the transport lets go of its protocol all the same."""
+    tr, client, server = _stream_pair(net, "connection_lost")
+    tr.close()
+    net.until(lambda: exc_log.contexts)
+    _callback_context(exc_log.take_one())
+    assert client.events == ["made", ("lost", "NoneType")]
+    assert tr.is_closing() and tr.get_protocol() is None
+    assert tr.get_extra_info("socket").fileno() == -1
+
+
+def test_datagram_received_raising(loop, net, exc_log):
+    """asyncio calls datagram_received from its read callback, outside any try: each
+    exception is a callback's report, and the transport keeps receiving."""
+    tr, proto = net.run(loop.create_datagram_endpoint(
+        lambda: Raising("datagram_received"), local_addr=("127.0.0.1", 0)))
+    net.track(tr)
+    sender = net.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for data in (b"1", b"2"):
+        sender.sendto(data, tr.get_extra_info("sockname"))
+    net.until(lambda: len(proto.events) == 3)
+    assert proto.events == ["made", ("datagram", b"1"), ("datagram", b"2")]
+    for ctx in exc_log.take():
+        _callback_context(ctx)
+    assert not tr.is_closing()
+
+
+def test_error_received_raising(loop, net, exc_log):
+    """A connected UDP socket learns of the peer's closed port (ICMP) on its next
+    receive, and asyncio hands that error to error_received from its read callback: an
+    exception there is a callback's report, and the transport stays open."""
+    tr, proto = net.run(loop.create_datagram_endpoint(
+        lambda: Raising("error_received"), remote_addr=unused_udp_address()))
+    net.track(tr)
+    tr.sendto(b"anyone?")
+    net.until(lambda: len(proto.events) == 2)
+    assert proto.events == ["made", ("error", "ConnectionRefusedError")]
+    _callback_context(exc_log.take_one())
+    assert not tr.is_closing()
+
+
+# --- a Unix-socket transport closed from inside its own callbacks --------------------------
+
+
+class ClosesItself(Raising):
+    """Closes (or aborts) its transport from the callback named by `how`."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        if self.how == "close in connection_made":
+            transport.close()
+
+    def data_received(self, data) -> None:
+        super().data_received(data)
+        if self.how == "abort in data_received":
+            self.transport.write(b"x" * (1 << 22))  # a buffer abort() drops
+            self.transport.abort()
+
+    def eof_received(self):
+        super().eof_received()
+        self.transport.close()
+        return self.how == "close in eof_received, returning True"
+
+
+@pytest.mark.parametrize("how", [
+    "close in connection_made",
+    "abort in data_received",
+    "close in eof_received, returning False",
+    "close in eof_received, returning True",
+])
+def test_unix_transport_closed_from_its_callbacks(loop, net, how):
+    """asyncio, as over TCP (test_net_tcp.py): whichever callback closes or aborts the
+    transport, no callback follows but one connection_lost(None), after the callbacks
+    already under way; the transport reads nothing more. eof_received's return value
+    does not matter once the transport is closing."""
+    path = os.path.join(net.tmpdir(), "s")
+    peers: list[Raising] = []
+    srv = net.run(loop.create_unix_server(lambda: peers.append(Raising()) or peers[-1], path))
+    net.track(srv)
+    tr, proto = net.run(loop.create_unix_connection(lambda: ClosesItself(how), path))
+    net.track(tr)
+    net.until(lambda: peers and peers[0].transport is not None)
+    net.track(peers[0].transport)
+    peers[0].transport.write(b"hello")
+    if how.startswith("close in eof_received"):
+        peers[0].transport.write_eof()
+    net.until(lambda: proto.events[-1] == ("lost", "NoneType"))
+    run_briefly(loop, 3)
+    expected = {
+        "close in connection_made": ["made"],
+        "abort in data_received": ["made", ("data", b"hello")],
+    }.get(how, ["made", ("data", b"hello"), "eof"])
+    assert proto.events == expected + [("lost", "NoneType")]
+    assert tr.is_closing() and tr.get_write_buffer_size() == 0

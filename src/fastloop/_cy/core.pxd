@@ -34,6 +34,8 @@ cdef extern from "compat.h" nogil:
         int fd
         int events
     const char *FL_POLLER_NAME
+    enum:
+        FL_POLLER_INHERITED
     double fl_monotonic()
     void fl_prefetch(const void *p)
     int fl_poller_open()
@@ -81,6 +83,17 @@ cdef extern from "freethreading.h":
     bint fl_sole_ref(PyObject *obj)
     size_t fl_thread_id()
     bint fl_has_weakrefs(PyObject *obj)
+
+
+# The cycle collector's view of the ring and the timer heap (includes/gc.h,
+# gcsupport.pyx).
+cdef extern from "gc.h":
+    ctypedef int (*fl_visitproc)(PyObject *, void *) noexcept
+    ctypedef int (*fl_traverseproc)(PyObject *, fl_visitproc, void *) noexcept
+    ctypedef int (*fl_inquiry)(PyObject *) noexcept
+    int fl_visit_queued(PyObject *o, fl_visitproc visit, void *arg) noexcept
+    fl_traverseproc fl_type_traverse(object type)
+    void fl_set_gc_slots(object type, fl_traverseproc traverse, fl_inquiry clear)
 
 
 cdef extern from "net.h" nogil:
@@ -257,6 +270,9 @@ cdef class CoreLoop:
     cdef PyObject **spare
     cdef Py_ssize_t nspare
     cdef size_t spare_tid
+    cdef Py_ssize_t runs          # _run_until_stopped calls, and their count at the
+    cdef Py_ssize_t gc_seen_runs  # last full collection (gcsupport.pyx)
+    cdef Py_ssize_t forks         # fork_count when the poller and waker were made (fork.pyx)
 
     cdef int push_ready(self, Handle handle) except -1
     cdef ReadyQueue detach_ready(self) noexcept
@@ -283,7 +299,9 @@ cdef class CoreLoop:
                               object context)
     cdef int fd_ready(self, int fd, int events) except -1
     cdef int replace_poller(self) except -1
-    cdef int forget_dormant(self) except -1
+    cdef int rebuild_poller(self, bint close_old) except -1
+    cdef int leave_parent(self) except -1
+    cdef int forget_dormant(self, bint tell_poller=*) except -1
     cdef int check_sock(self, object sock) except -1
     cdef object sock_wait(self, int event, object sock, object callback, tuple args)
     cdef int poll_timeout_ms(self, double *now) except? -2

@@ -22,6 +22,7 @@ import asyncio.coroutines
 import asyncio.events
 import asyncio.format_helpers
 import asyncio.log
+import gc
 import os
 import sys
 import threading
@@ -56,7 +57,9 @@ include "timers.pyx"
 include "poller.pyx"
 include "waker.pyx"
 include "stats.pyx"
+include "fork.pyx"
 include "coreloop.pyx"
+include "gcsupport.pyx"
 include "transport.pyx"
 include "stream.pyx"
 include "datagram.pyx"

@@ -137,6 +137,8 @@ cdef class FdWatch:
     """What the loop watches on one fd: the interest mask and its two handles."""
 
 
+# no_gc_clear: gcsupport.pyx gives the loop its own tp_traverse and tp_clear.
+@cython.no_gc_clear
 cdef class CoreLoop:
     """The event loop's hot core: callbacks, timers, fd readiness, the iteration."""
 
@@ -156,8 +158,12 @@ cdef class CoreLoop:
         self.spare = <PyObject **>PyMem_Malloc(SPARE_HANDLES * sizeof(PyObject *))
         if self.spare is NULL:
             raise MemoryError()
+        self.gc_seen_runs = -1
+        self.forks = fork_count
+        gc_register(self)
 
     def __dealloc__(self):
+        gc_unregister(self)
         cdef ReadyQueue ready = self.detach_ready()
         ready_release(&ready)
         PyMem_Free(self.recv_buf)
@@ -538,6 +544,8 @@ cdef class CoreLoop:
 
     cdef int install_handle(self, object fileobj, int fd, int event,
                             Handle handle) except -1:
+        if self.forks != fork_count:
+            self.leave_parent()
         cdef FdWatch watch = self.fds.get(fd)
         cdef int want
         # The poller first: if it refuses the fd (EPERM, EBADF), nothing changed.
@@ -571,6 +579,8 @@ cdef class CoreLoop:
         if self._closed:
             fileobj_to_fd(fileobj)  # asyncio rejects a bad file object even then
             return False
+        if self.forks != fork_count:
+            self.leave_parent()
         fd_obj = self.lookup_fd(fileobj)
         # Numbers no fd can have (2**31) are simply not in the table.
         cdef FdWatch watch = self.fds.get(fd_obj)
@@ -634,6 +644,11 @@ cdef class CoreLoop:
         fds are forgotten".
         """
         self.forget_dormant()
+        return self.rebuild_poller(True)
+
+    cdef int rebuild_poller(self, bint close_old) except -1:
+        """A fresh Poller with the waker and every fd of the table in it; the old one
+        closed (close_old), or else only let go of."""
         cdef Poller old = self.poller, new = Poller()
         cdef FdWatch watch
         new.ctl(self.waker.rfd, 0, FL_READ)
@@ -646,11 +661,35 @@ cdef class CoreLoop:
                 # stays in the table, so that remove_reader() still finds it.
                 pass
         self.poller = new
-        old.close()
+        if close_old:
+            old.close()
+        else:
+            old.fd = -1
         return 0
 
-    cdef int forget_dormant(self) except -1:
-        """Drop the fds whose handles all left since the last poll from the poller."""
+    cdef int leave_parent(self) except -1:
+        """In a fork() child, before the loop's first syscall there: stop sharing the
+        parent's poller and waker (fork.pyx says why), taking the fd table along."""
+        self.forks = fork_count
+        cdef Waker old_waker, new_waker = Waker()
+        cdef fl_lock_t cs
+        fl_lock(&cs, self)  # as in close(): call_soon_threadsafe reads the waker under it
+        old_waker = self.waker
+        self.waker = new_waker
+        old_waker.close_fds()  # the child's copies only: the parent's fds stay open
+        # A thread's wake-up may have gone to the old waker: one spare ends any doubt.
+        new_waker.wake_c()
+        fl_unlock(&cs)
+        # Dormant fds leave the table without a word to the kernel: EPOLL_CTL_DEL on
+        # the inherited instance would delete the parent's registration.
+        self.forget_dormant(False)
+        # Closing the child's copy of an inherited epoll fd leaves the parent's
+        # instance alone; a kqueue fd was not inherited, and its number may be reused.
+        return self.rebuild_poller(FL_POLLER_INHERITED)
+
+    cdef int forget_dormant(self, bint tell_poller=True) except -1:
+        """Drop the fds whose handles all left since the last poll from the table, and
+        from the poller (tell_poller)."""
         cdef FdWatch watch
         cdef list dormant = self.dormant
         self.dormant = []
@@ -658,8 +697,9 @@ cdef class CoreLoop:
             watch = self.fds.get(fd)
             if watch is not None and watch.events == 0:
                 del self.fds[fd]
-                # Errors are ignored: a closed fd has left the poller already.
-                fl_poller_forget(self.poller.fd, fd)
+                if tell_poller:
+                    # Errors are ignored: a closed fd has left the poller already.
+                    fl_poller_forget(self.poller.fd, fd)
         return 0
 
     # -- the iteration ----------------------------------------------------------
@@ -698,6 +738,8 @@ cdef class CoreLoop:
         cdef TimerHandle timer
         cdef fl_event *events
 
+        if self.forks != fork_count:
+            self.leave_parent()
         self.timers.compact_if_worth_it()
         if self.dormant:
             self.forget_dormant()
@@ -792,6 +834,7 @@ cdef class CoreLoop:
     def _run_until_stopped(self):
         """Run iterations until stop() was called."""
         self.spare_tid = fl_thread_id()
+        self.runs += 1
         try:
             while True:
                 self.run_once()

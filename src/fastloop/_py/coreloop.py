@@ -20,6 +20,7 @@ from contextvars import Context, copy_context
 from math import ceil, inf
 from typing import TYPE_CHECKING, Any
 
+from . import fork as _fork
 from .datagram import DatagramTransport
 from .handles import (
     THREADSAFE_NATIVE,
@@ -114,6 +115,7 @@ class CoreLoop:
         self._poller = Poller()
         self._waker = Waker()
         self._poller.modify(self._waker.fileno(), READ)
+        self._forks = _fork.count  # fork.py: the poller and waker are this process's
         # fd -> the transport that owns it (weak: a dropped transport lets go).
         self._transports: weakref.WeakValueDictionary[int, _Transport] = (
             weakref.WeakValueDictionary()
@@ -345,6 +347,8 @@ class CoreLoop:
             old = None
         else:
             old = entry[event - 1]
+        if self._forks != _fork.count:
+            self._leave_parent()
         # The poller first: if it refuses the fd (EPERM), nothing changed.
         self._poller.modify(fd, _mask(entry) | event)
         entry[event - 1] = handle
@@ -361,6 +365,8 @@ class CoreLoop:
         if self._closed:
             _fileobj_int(fileobj)  # asyncio rejects a bad file object even then
             return False
+        if self._forks != _fork.count:
+            self._leave_parent()
         fd = self._lookup_fd(fileobj)
         entry = self._fds.get(fd)
         if entry is None:
@@ -612,6 +618,8 @@ class CoreLoop:
         carried = bool(ready)
         poll_start = (self.time() if now is None else now) if timeout else 0.0
         if timeout or self._fds:
+            if self._forks != _fork.count:
+                self._leave_parent()
             now = None  # the poll took time: read the clock again
             events = self._poller.poll(timeout)
             if events:
@@ -710,6 +718,11 @@ class CoreLoop:
         filters when it is closed, so there this never runs. As the Cython twin does;
         docs/core.md, "Stale fds are forgotten".
         """
+        self._rebuild_poller(close_old=True)
+
+    def _rebuild_poller(self, close_old: bool) -> None:
+        """A fresh Poller with the waker and every fd of the table in it; the old one
+        closed (``close_old``), or else let go of (kept in fork.abandoned)."""
         old = self._poller
         new = Poller()
         new.modify(self._waker.fileno(), READ)
@@ -721,7 +734,22 @@ class CoreLoop:
                 # stays in the table, so that remove_reader() still finds it.
                 pass
         self._poller = new
-        old.close()
+        if close_old:
+            old.close()
+        else:
+            _fork.abandoned.append(old)
+
+    def _leave_parent(self) -> None:
+        """In a fork() child, before the loop's first syscall there: stop sharing the
+        parent's poller and waker (fork.py says why), taking the fd table along."""
+        self._forks = _fork.count
+        old_waker, self._waker = self._waker, Waker()
+        old_waker.close()  # the child's copies only: the parent's fds stay open
+        # A thread's wake-up may have gone to the old waker: one spare ends any doubt.
+        self._waker.wake()
+        # Closing the child's copy of an inherited epoll fd leaves the parent's
+        # instance alone; a kqueue fd was not inherited, and its number may be reused.
+        self._rebuild_poller(close_old=self._poller.name == "epoll")
 
     def _run_ready_debug(self, ntodo: int) -> None:
         """Step 4 timed: in debug mode track _current_handle and warn about slow

@@ -26,6 +26,8 @@
 #include <sys/epoll.h>
 
 static const char FL_POLLER_NAME[] = "epoll";
+/* A fork() child holds the poller fd (the child shares the epoll instance). */
+#define FL_POLLER_INHERITED 1
 
 static int fl_poller_open(void)
 {

@@ -19,6 +19,8 @@
 #include <sys/time.h>
 
 static const char FL_POLLER_NAME[] = "kqueue";
+/* A fork() child holds the poller fd (kqueue(2): not inherited; the number is free in the child). */
+#define FL_POLLER_INHERITED 0
 
 static int fl_poller_open(void)
 {
