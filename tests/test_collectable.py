@@ -17,6 +17,7 @@ point 2). Those cases collect twice; asyncio's loop is gone after the first.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import socket
 import warnings
@@ -117,16 +118,20 @@ def test_collection_leaves_a_live_loop_alone(loop):
     ran = []
     holder = Holder()
     holder.loop = loop
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var")
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, "held, in its context")
     loop.call_soon(ran.append, "soon")
-    holder.handle = loop.call_soon(ran.append, "held")
+    holder.handle = loop.call_soon(lambda: ran.append(var.get("context lost")), context=ctx)
+    del ctx  # the handle's is the only reference left
     timer = loop.call_later(0, ran.append, "timer")
     cancelled = loop.call_later(0, ran.append, "cancelled")
     cancelled.cancel()
     gc.collect()
     run_briefly(loop, 2)
     gc.collect()
-    assert ran == ["soon", "held", "timer"]
-    assert not timer.cancelled() and holder.handle.get_context() is not None
+    assert ran == ["soon", "held, in its context", "timer"]
+    assert not timer.cancelled() and not holder.handle.cancelled()
 
 
 def test_dropped_loop_with_a_transport_is_collected(make_loop):
