@@ -1,7 +1,8 @@
 """fastloop: a fast drop-in replacement for the asyncio event loop."""
 
-import sys
-from typing import Any
+# Private names: `from fastloop import *` and dir() show only the API.
+import sys as _sys
+from typing import Any as _Any
 
 from ._impl import IMPLEMENTATION
 from ._loop import Loop, instrument_otel
@@ -16,12 +17,12 @@ __all__ = [
     "new_event_loop", "run", "__version__",
 ]
 
-if sys.version_info >= (3, 14):
+if _sys.version_info >= (3, 14):
     # Policies are deprecated from 3.14 on: looking the class up warns, as looking
     # up asyncio.DefaultEventLoopPolicy does, and it leaves __all__ as asyncio's
     # policy names did.
 
-    def __getattr__(name: str) -> Any:
+    def __getattr__(name: str) -> _Any:
         if name == "Policy":
             from ._policy import Policy, warn_policy_deprecated
 

@@ -31,7 +31,7 @@ import functools
 import os
 import select
 import threading
-from asyncio import base_events, unix_events
+from asyncio import base_events, tasks, unix_events
 from asyncio.log import logger
 from asyncio.unix_events import _UnixSelectorEventLoop as _UnixSelectorLoop
 from asyncio.unix_events import _UnixSubprocessTransport
@@ -68,6 +68,10 @@ use_exit_notifier = True
 _PUBLISH_WITH_REAP = "call_soon_threadsafe" not in (
     _UnixSelectorLoop._child_watcher_callback.__code__.co_names
 )
+
+# asyncio 3.14 shields the reaping of a child whose start failed or was cancelled, so
+# that a second cancellation cannot interrupt it. Asked of the running asyncio too.
+_SHIELD_REAP = "shield" in _UnixSelectorLoop._make_subprocess_transport.__code__.co_names
 
 # 3.14's Unix loop makes one of these private watchers in __init__, as ``_watcher``.
 _ASYNCIO_WATCHERS = hasattr(unix_events, "_ThreadedChildWatcher")
@@ -223,7 +227,10 @@ class SubprocessMixin(_CoreLoop):
             # Connecting a pipe failed or we were cancelled: the child is killed
             # and reaped before the error reaches the caller, as in asyncio.
             transport.close()
-            await transport._wait()
+            if _SHIELD_REAP:
+                await tasks.shield(transport._wait())
+            else:
+                await transport._wait()
             raise
         return transport
 
