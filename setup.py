@@ -4,6 +4,7 @@ FASTLOOP_NO_EXTENSIONS=1 skips the extension (a pure-Python build);
 FASTLOOP_DEBUG_BUILD=1 compiles the core with -O0 -g for gdb and sanitizers.
 """
 
+import glob
 import os
 import sys
 
@@ -24,6 +25,8 @@ def core_extension():
         "fastloop._cy.core",
         ["src/fastloop/_cy/core.pyx"],
         include_dirs=["src/fastloop/_cy/includes"],
+        # The C headers: an edit there rebuilds the module too (Cython tracks the .pyx).
+        depends=sorted(glob.glob("src/fastloop/_cy/includes/*.h")),
         extra_compile_args=cflags,
     )
     return cythonize(

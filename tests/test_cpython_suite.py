@@ -14,6 +14,8 @@ import sys
 
 import pytest
 
+from helpers import CORE_KINDS
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 KNOWN_FAILURES = os.path.join(HERE, "cpython_known_failures.txt")
 
@@ -103,7 +105,7 @@ def suite_runs(request, tmp_path_factory):
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("core", ["cy", "py"])
+@pytest.mark.parametrize("core", CORE_KINDS)
 def test_cpython_suite(core, suite_runs):
     if core == "cy" and _cy_import_error() is not None:
         pytest.skip(f"fastloop._cy cannot be imported (not built?): {_cy_import_error()}")

@@ -154,6 +154,9 @@ def test_fd_closed_and_its_number_reused_without_remove(loop):
     (its selector keeps the key), so add_reader() for the new file that reuses it only
     swaps the callback and never tells the kernel; that reader does not fire. Both
     cores keep the same table, and so the same outcome."""
+    if getattr(loop, "backend", None) == "io_uring":
+        pytest.skip("io_uring's armed poll holds the closed file: its events are reported "
+                    "under the reused number (includes/poll_uring.h, docs/io_uring.md)")
     fired = []
     a, b = socket.socketpair()
     fd = a.fileno()

@@ -37,8 +37,10 @@ _BaseEventLoop = base_events.BaseEventLoop
 class LoopMixin(NetMixin, SubprocessMixin, SignalMixin):
     """asyncio's loop API around a core: running, closing, tasks, executors, errors."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, backend: str | None = None) -> None:
+        """``backend``: "io_uring" for the io_uring backend (fastloop/_backend.py);
+        None for $FASTLOOP_BACKEND, or else the platform's (epoll, kqueue)."""
+        super().__init__(backend=backend)
         self._exception_handler: (
             Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object] | None
         ) = None

@@ -105,8 +105,8 @@ class NetMixin(_CoreLoop):
             self, executor: Executor | None, func: Callable[..., _T], *args: Any
         ) -> asyncio.Future[_T]: ...
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, backend: str | None = None) -> None:
+        super().__init__(backend=backend)
         # Listening Unix sockets made with cleanup_socket=True (3.13) -> the inode
         # of their path, unlinked by _stop_serving if it is still theirs.
         self._unix_server_sockets: dict[socket.socket, int] = {}

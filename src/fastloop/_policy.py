@@ -29,9 +29,17 @@ else:
     _DefaultPolicy = asyncio.DefaultEventLoopPolicy
 
 
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """Return a new fastloop event loop."""
-    return Loop()
+def new_event_loop(*, backend: str | None = None) -> asyncio.AbstractEventLoop:
+    """Return a new fastloop event loop.
+
+    ``backend="io_uring"`` asks for the io_uring backend (Linux, opt-in), and fails
+    with the reason where it is unavailable. By default the loop uses the one the
+    environment variable FASTLOOP_BACKEND names, falling back with a warning, or
+    else the platform's (epoll, kqueue). ``loop.backend`` says which runs.
+    """
+    # Loop is typed as asyncio's ABC (fastloop._loop.loop_class_for); its __init__ is
+    # LoopMixin's, which takes `backend`.
+    return Loop(backend=backend)  # type: ignore[call-arg]
 
 
 class Policy(_DefaultPolicy):

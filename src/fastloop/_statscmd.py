@@ -33,8 +33,8 @@ class Monitor:
         self.slowest: list[tuple[float, int, SlowCallback]] = []  # a min-heap
         self.seq = itertools.count()
 
-    def new_event_loop(self) -> asyncio.AbstractEventLoop:
-        loop = _new_event_loop()
+    def new_event_loop(self, *, backend: str | None = None) -> asyncio.AbstractEventLoop:
+        loop = _new_event_loop(backend=backend)
         loop.set_slow_callback_hook(self.threshold, self.slow)  # type: ignore[attr-defined]
         self.loops.append(loop)
         return loop

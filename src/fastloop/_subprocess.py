@@ -172,8 +172,8 @@ def _wait_in_thread(pid: int, on_exit: Callable[[], object]) -> None:
 class SubprocessMixin(_CoreLoop):
     """The subprocess half of the loop; needs the core's _add_reader and the pipes."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, backend: str | None = None) -> None:
+        super().__init__(backend=backend)
         # pid -> (transport, exit notifier or None when a thread waits for it), for
         # every child not reaped yet.
         self._children: dict[int, tuple[BaseSubprocessTransport, _ExitNotifier | None]] = {}

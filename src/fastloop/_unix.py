@@ -53,8 +53,8 @@ class SignalMixin(_CoreLoop):
     # The core's Handle class, set by loop_class_for.
     _Handle: type[Handle]
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, backend: str | None = None) -> None:
+        super().__init__(backend=backend)
         self._signal_handlers: dict[int, Handle] = {}  # signal number -> core Handle
         # (read end, write end) once a handler was added
         self._signal_sockets: tuple[socket.socket, socket.socket] | None = None

@@ -13,6 +13,7 @@ whichever process asks, so any loop can be compared without editing this file.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import re
 import sys
@@ -27,14 +28,16 @@ __all__ = ["CHECKED_LOOPS", "LOOP_NAMES", "SPEC_HELP", "WITHOUT_CYTHON_CORE", "U
            "available", "find", "label", "select"]
 
 # The order of the table's rows within a workload.
-LOOP_NAMES = ("fastloop-cy", "fastloop-py", "uvloop", "rloop", "zuvloop", "asyncio")
+LOOP_NAMES = ("fastloop-cy", "fastloop-io_uring", "fastloop-py", "uvloop", "rloop", "zuvloop",
+              "asyncio")
 # The loops whose wrong outcome is an error of ours: fastloop's, and the reference. The
 # others' (a competitor leaking fds, say) are reported, and fail nothing.
-CHECKED_LOOPS = ("fastloop-cy", "fastloop-py", "asyncio")
+CHECKED_LOOPS = ("fastloop-cy", "fastloop-io_uring", "fastloop-py", "asyncio")
 # The built-in loops that never use fastloop's Cython core: the runner keeps the core
 # out of their processes (FASTLOOP_NO_EXTENSIONS), because on a free-threaded build
 # loading it turns the GIL on for everything in the process.
-WITHOUT_CYTHON_CORE = tuple(name for name in LOOP_NAMES if name != "fastloop-cy")
+WITHOUT_CYTHON_CORE = tuple(name for name in LOOP_NAMES
+                            if name not in ("fastloop-cy", "fastloop-io_uring"))
 
 
 class Unavailable(Exception):
@@ -52,6 +55,18 @@ def _fastloop(core_name: str) -> LoopFactory:
         raise Unavailable(f"{what}: {exc}") from None
     except Exception as exc:  # a broken core skips its own column, loudly
         raise Unavailable(f"failed to load: {exc!r}") from None
+
+
+def _fastloop_io_uring() -> LoopFactory:
+    """Return a factory of Cython-core loops on the io_uring backend (docs/io_uring.md),
+    if this kernel and its sandbox allow io_uring."""
+    # The Loop class, whose __init__ (LoopMixin's) takes the backend.
+    loop_class: Callable[..., asyncio.AbstractEventLoop] = _fastloop("_cy")
+    try:
+        loop_class(backend="io_uring").close()
+    except RuntimeError as exc:
+        raise Unavailable(str(exc)) from None
+    return functools.partial(loop_class, backend="io_uring")
 
 
 def _installed(module: str, attribute: str, requires: tuple[int, int] | None = None,
@@ -80,6 +95,7 @@ def _asyncio() -> LoopFactory:
 
 _FINDERS: dict[str, Callable[[], LoopFactory]] = {
     "fastloop-cy": lambda: _fastloop("_cy"),
+    "fastloop-io_uring": _fastloop_io_uring,
     "fastloop-py": lambda: _fastloop("_py"),
     "uvloop": lambda: _installed("uvloop", "new_event_loop"),
     # rloop is in Rust; zuvloop is libuv driven from Zig, and ships for 3.14+ only.

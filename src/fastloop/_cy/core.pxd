@@ -42,6 +42,14 @@ cdef extern from "compat.h" nogil:
     int fl_poller_ctl(int pfd, int fd, int old_events, int new_events)
     void fl_poller_forget(int pfd, int fd)
     int fl_poller_wait(int pfd, fl_event *out, int maxevents, int timeout_ms)
+    # The opt-in io_uring backend (includes/poll_uring.h), the same shape.
+    ctypedef struct fl_uring:
+        int ring_fd
+    int fl_uring_open(fl_uring *u, const char **why)
+    void fl_uring_close(fl_uring *u)
+    int fl_uring_ctl(fl_uring *u, int fd, int old_events, int new_events)
+    void fl_uring_forget(fl_uring *u, int fd)
+    int fl_uring_wait(fl_uring *u, fl_event *out, int maxevents, int timeout_ms)
     int fl_waker_open(int *rfd, int *wfd)
     void fl_waker_wake(int wfd)
     void fl_waker_drain(int rfd)
@@ -191,8 +199,11 @@ cdef class TimerQueue:
 cdef class Poller:
     cdef int fd
     cdef fl_event *events
+    cdef fl_uring *uring          # NULL unless the backend is io_uring
 
     cdef int ctl(self, int fd, int old_events, int new_events) except -1
+    cdef void forget_c(self, int fd) noexcept
+    cdef int wait_nogil(self, int timeout_ms) noexcept nogil
     cdef int wait(self, int timeout_ms) except -1
 
 

@@ -28,6 +28,8 @@ import sys
 import threading
 import time
 
+from fastloop._backend import open_poller
+
 cdef object os_strerror = os.strerror
 cdef object sys_getframe = sys._getframe
 cdef object sys_version_info = sys.version_info

@@ -148,9 +148,13 @@ cdef class CoreLoop:
         self._slow_threshold = INFINITY
         self._clock_resolution = time_get_clock_info('monotonic').resolution
         self.timers = TimerQueue()
-        self.poller = Poller()
+        # Closed until the poller and waker are open: if either fails (an unavailable
+        # backend, EMFILE), __del__ finds a closed loop and has nothing to do.
+        self._closed = True
+        self.poller = open_poller(Poller, kwargs.get('backend'))
         self.waker = Waker()
         self.poller.ctl(self.waker.rfd, 0, FL_READ)
+        self._closed = False
         self.fds = {}
         self.dormant = []
         self._transports = weakref_WeakValueDictionary()
@@ -178,6 +182,15 @@ cdef class CoreLoop:
 
     def get_debug(self):
         return self._debug
+
+    def __init__(self, *, backend=None):
+        # `backend` was read by __cinit__: the poller exists before any method runs.
+        pass
+
+    @property
+    def backend(self):
+        """The kernel facility the loop polls with: "epoll", "kqueue" or "io_uring"."""
+        return self.poller.name
 
     def is_running(self):
         return self._thread_id is not None
@@ -649,7 +662,7 @@ cdef class CoreLoop:
     cdef int rebuild_poller(self, bint close_old) except -1:
         """A fresh Poller with the waker and every fd of the table in it; the old one
         closed (close_old), or else only let go of."""
-        cdef Poller old = self.poller, new = Poller()
+        cdef Poller old = self.poller, new = Poller(old.name)
         cdef FdWatch watch
         new.ctl(self.waker.rfd, 0, FL_READ)
         for fd, watch in self.fds.items():
@@ -699,7 +712,7 @@ cdef class CoreLoop:
                 del self.fds[fd]
                 if tell_poller:
                     # Errors are ignored: a closed fd has left the poller already.
-                    fl_poller_forget(self.poller.fd, fd)
+                    self.poller.forget_c(fd)
         return 0
 
     # -- the iteration ----------------------------------------------------------

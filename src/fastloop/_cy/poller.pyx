@@ -1,8 +1,10 @@
 # Poller: the kernel readiness facility behind one small interface.
 #
-# The backend (epoll or kqueue) is C, chosen in includes/compat.h. The loop uses
-# ctl() and wait() and reads the `events` buffer; modify/poll/invalidate are the
-# Python-visible interface shared with the pure-Python core.
+# The backend is C: the platform's (epoll or kqueue, chosen in includes/compat.h),
+# or io_uring on request (includes/poll_uring.h; fastloop/_backend.py decides). The
+# loop uses ctl(), forget_c() and wait() and reads the `events` buffer;
+# modify/poll/invalidate are the Python-visible interface shared with the
+# pure-Python core.
 
 
 cdef int seconds_to_ms(object timeout) except? -2:
@@ -21,34 +23,55 @@ cdef int seconds_to_ms(object timeout) except? -2:
 
 @cython.final
 cdef class Poller:
-    """epoll (Linux) or kqueue (macOS, BSD); READ|WRITE interest per fd."""
+    """epoll (Linux) or kqueue (macOS, BSD), or io_uring (Linux, when `backend` is
+    "io_uring"); READ|WRITE interest per fd."""
 
-    def __cinit__(self):
+    def __cinit__(self, backend=None):
+        cdef const char *why = NULL
+        cdef int err
         self.fd = -1
         self.events = <fl_event *>PyMem_Malloc(POLL_MAX_EVENTS * sizeof(fl_event))
         if self.events is NULL:
             raise MemoryError()
+        if backend == 'io_uring':
+            self.uring = <fl_uring *>PyMem_Malloc(sizeof(fl_uring))
+            if self.uring is NULL:
+                raise MemoryError()
+            if fl_uring_open(self.uring, &why) < 0:
+                err = errno
+                PyMem_Free(self.uring)
+                self.uring = NULL
+                raise OSError(err, f'{why.decode()}: {os_strerror(err)}')
+            self.fd = self.uring.ring_fd
+            return
+        if backend is not None and backend != FL_POLLER_NAME.decode():
+            raise ValueError(f'unknown poller backend {backend!r}')
         cdef int fd = fl_poller_open()
         if fd < 0:
             PyErr_SetFromErrno(OSError)
         self.fd = fd
 
     def __dealloc__(self):
-        if self.fd >= 0:
-            close(self.fd)
+        self.close()
         PyMem_Free(self.events)
 
     @property
     def name(self):
-        return FL_POLLER_NAME.decode()
+        return 'io_uring' if self.uring is not NULL else FL_POLLER_NAME.decode()
 
     def fileno(self):
         return self.fd
 
     def close(self):
-        if self.fd >= 0:
+        """Close the kernel object; an inherited io_uring is left without a submission."""
+        if self.uring is not NULL:
+            if self.fd >= 0:
+                fl_uring_close(self.uring)
+            PyMem_Free(self.uring)
+            self.uring = NULL
+        elif self.fd >= 0:
             close(self.fd)
-            self.fd = -1
+        self.fd = -1
 
     def modify(self, int fd, int events):
         """Watch fd for `events` (READ|WRITE); 0 forgets it."""
@@ -56,8 +79,7 @@ cdef class Poller:
 
     def invalidate(self, int fd):
         """The fd is closing: forget it now, so that a dup of it cannot report events."""
-        if self.fd >= 0:
-            fl_poller_forget(self.fd, fd)
+        self.forget_c(fd)
 
     def poll(self, timeout=None):
         """Wait up to `timeout` seconds (None or negative: forever); [(fd, events)]."""
@@ -65,24 +87,43 @@ cdef class Poller:
         return [(self.events[i].fd, self.events[i].events) for i in range(n)]
 
     cdef int ctl(self, int fd, int old_events, int new_events) except -1:
+        cdef int r
         if self.fd < 0:
             raise ValueError('I/O operation on closed poller')
-        if fl_poller_ctl(self.fd, fd, old_events, new_events) < 0:
+        if self.uring is not NULL:
+            r = fl_uring_ctl(self.uring, fd, old_events, new_events)
+        else:
+            r = fl_poller_ctl(self.fd, fd, old_events, new_events)
+        if r < 0:
             PyErr_SetFromErrno(OSError)
         return 0
+
+    cdef void forget_c(self, int fd) noexcept:
+        """Drop fd from the kernel's set, ignoring errors (it may be closed already)."""
+        if self.fd < 0:
+            return
+        if self.uring is not NULL:
+            fl_uring_forget(self.uring, fd)
+        else:
+            fl_poller_forget(self.fd, fd)
+
+    cdef inline int wait_nogil(self, int timeout_ms) noexcept nogil:
+        if self.uring is not NULL:
+            return fl_uring_wait(self.uring, self.events, POLL_MAX_EVENTS, timeout_ms)
+        return fl_poller_wait(self.fd, self.events, POLL_MAX_EVENTS, timeout_ms)
 
     cdef int wait(self, int timeout_ms) except -1:
         cdef int n, err = 0
         if self.fd < 0:
             raise ValueError('I/O operation on closed poller')
         if timeout_ms == 0:
-            n = fl_poller_wait(self.fd, self.events, POLL_MAX_EVENTS, 0)
+            n = self.wait_nogil(0)
             if n < 0:
                 err = errno
         else:
             # Other threads run while we sleep (call_soon_threadsafe wakes us).
             with nogil:
-                n = fl_poller_wait(self.fd, self.events, POLL_MAX_EVENTS, timeout_ms)
+                n = self.wait_nogil(timeout_ms)
                 if n < 0:
                     err = errno
         if n >= 0:

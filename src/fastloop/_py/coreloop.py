@@ -20,6 +20,7 @@ from contextvars import Context, copy_context
 from math import ceil, inf
 from typing import TYPE_CHECKING, Any
 
+from .._backend import open_poller
 from . import fork as _fork
 from .datagram import DatagramTransport
 from .handles import (
@@ -98,13 +99,15 @@ class CoreLoop:
         def call_exception_handler(self, context: dict[str, Any]) -> None: ...
         def _slow_callback(self, handle: Handle, duration: float) -> None: ...
 
-    def __init__(self) -> None:
+    def __init__(self, *, backend: str | None = None) -> None:
         self._debug = False
         self.slow_callback_duration = 0.1
         self._slow_threshold = inf  # off; see set_slow_callback_hook (_loop.py)
         self._thread_id: int | None = None
         self._stopping = False
-        self._closed = False
+        # Closed until the poller and waker are open: if either fails (an unavailable
+        # backend, EMFILE), __del__ finds a closed loop and has nothing to do.
+        self._closed = True
         self._current_handle: Handle | None = None
         self._clock_resolution = time.get_clock_info("monotonic").resolution
         self._ready: deque[Handle] = deque()
@@ -112,9 +115,10 @@ class CoreLoop:
         # fd -> [reader Handle or None, writer Handle or None, the object it was added as];
         # entry[READ - 1] is the reader, entry[WRITE - 1] the writer.
         self._fds: dict[int, list[Any]] = {}
-        self._poller = Poller()
+        self._poller = open_poller(Poller, backend)
         self._waker = Waker()
         self._poller.modify(self._waker.fileno(), READ)
+        self._closed = False
         self._forks = _fork.count  # fork.py: the poller and waker are this process's
         # fd -> the transport that owns it (weak: a dropped transport lets go).
         self._transports: weakref.WeakValueDictionary[int, _Transport] = (
@@ -132,6 +136,11 @@ class CoreLoop:
 
     def get_debug(self) -> bool:
         return self._debug
+
+    @property
+    def backend(self) -> str:
+        """The kernel facility the loop polls with: "epoll", "kqueue" or "io_uring"."""
+        return self._poller.name
 
     def is_running(self) -> bool:
         """Return True if the event loop is running."""
@@ -724,7 +733,7 @@ class CoreLoop:
         """A fresh Poller with the waker and every fd of the table in it; the old one
         closed (``close_old``), or else let go of (kept in fork.abandoned)."""
         old = self._poller
-        new = Poller()
+        new = Poller(old.name)
         new.modify(self._waker.fileno(), READ)
         for fd, entry in self._fds.items():
             try:

@@ -33,6 +33,15 @@ WRITE = 2
 
 _GONE = (errno.EBADF, errno.ENOENT)
 
+
+def _check_backend(backend: str | None, name: str) -> None:
+    """Refuse a backend other than this platform's own (fastloop/_backend.py asks)."""
+    if backend == "io_uring":
+        raise OSError(errno.EOPNOTSUPP, "the io_uring backend needs fastloop's Cython core, "
+                      "and this is the pure-Python one")
+    if backend is not None and backend != name:
+        raise ValueError(f"unknown poller backend {backend!r}")
+
 if hasattr(select, "epoll"):
     _EPOLLIN = select.EPOLLIN
     _EPOLLOUT = select.EPOLLOUT
@@ -56,7 +65,8 @@ if hasattr(select, "epoll"):
 
         name = "epoll"
 
-        def __init__(self) -> None:
+        def __init__(self, backend: str | None = None) -> None:
+            _check_backend(backend, self.name)
             self._epoll = select.epoll()
             self._masks: dict[int, int] = {}  # fd -> the READ|WRITE mask the kernel was given
 
@@ -133,7 +143,8 @@ else:
 
         name = "kqueue"
 
-        def __init__(self) -> None:
+        def __init__(self, backend: str | None = None) -> None:
+            _check_backend(backend, self.name)
             self._kqueue = select.kqueue()
             self._masks: dict[int, int] = {}  # fd -> the READ|WRITE mask the kernel was given
             self._nfilters = 0

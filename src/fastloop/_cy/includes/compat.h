@@ -13,6 +13,9 @@
  *                                        fill `out`, return how many, or -1 + errno;
  *                                        timeout_ms < 0 blocks. Never touches Python.
  *
+ * poll_uring.h offers the same over an fl_uring (fl_uring_open, _ctl, _forget, _wait,
+ * _close): the opt-in io_uring backend, a stub that reports itself missing off Linux.
+ *
  *   int  fl_waker_open(int *rfd, int *wfd)   0, or -1 + errno
  *   void fl_waker_wake(int wfd)          make rfd readable (a full buffer already is)
  *   void fl_waker_drain(int rfd)         read until empty
@@ -73,5 +76,6 @@ static double fl_monotonic(void)
 #else
 #  error "fastloop's Cython core supports Linux (epoll) and macOS/BSD (kqueue)"
 #endif
+#include "poll_uring.h"
 
 #endif /* FASTLOOP_COMPAT_H */

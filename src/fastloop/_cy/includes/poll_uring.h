@@ -1,0 +1,476 @@
+/* The io_uring backend (Linux, opt-in): readiness through poll requests.
+ *
+ * This is the first stage of the io_uring backend: the same level-triggered
+ * READ|WRITE interface as poll_epoll.h, so every transport and add_reader/add_writer
+ * runs on it unchanged. Raw system calls, no liburing: nothing to link or ship in a
+ * wheel, and each kernel feature is probed when a ring is made, not when built.
+ *
+ * Some facts about io_uring (io_uring_setup(2), io_uring_enter(2),
+ * io_uring_prep_poll_add(3)) that shape this file:
+ *
+ * - A poll request (IORING_OP_POLL_ADD) is one-shot: it completes once, when the
+ *   file is ready for the mask asked or already is at submission. Re-arming it after
+ *   every completion gives level-triggered behaviour: the re-arm is submitted with
+ *   the next wait, after the callbacks ran, so a socket they drained is not reported
+ *   again. (Multishot polls post one completion per wake-up: edge-triggered.)
+ * - A request holds a reference to the file, so removals (mask 0) are submitted at
+ *   once, before the caller closes the fd. Removal goes by user_data, which works
+ *   even when the fd number was closed or reused.
+ * - Completions of a removed or replaced request may still arrive: user_data carries
+ *   the fd and a generation, and a completion whose generation is not the fd's
+ *   current one is dropped.
+ * - epoll_ctl refuses at once what it cannot watch: a closed fd (EBADF), a regular
+ *   file, a directory or a device without poll support such as /dev/null (EPERM).
+ *   A poll request accepts the last three (always ready) and fails the first only
+ *   on completion. So a new fd is first added to (and removed from) a private
+ *   epoll instance: add_reader fails exactly as on the epoll backend.
+ * - Completions land in the shared completion ring without a system call, but the
+ *   kernel finishes a poll request in the task that owns the ring ("task work"). By
+ *   default it interrupts the task to do so, wherever it is; with
+ *   IORING_SETUP_COOP_TASKRUN (Linux 5.19) it waits for the next system call and
+ *   raises IORING_SQ_TASKRUN in the ring's flags (IORING_SETUP_TASKRUN_FLAG). A wait
+ *   with a zero timeout and nothing to submit therefore only reads the ring and the
+ *   flags, and enters the kernel when the flags say work is pending.
+ * - Completions beyond the ring's size are kept by the kernel (IORING_FEAT_NODROP)
+ *   and flushed on the next io_uring_enter with IORING_ENTER_GETEVENTS, which we
+ *   make whenever the kernel flags an overflow.
+ * - The wait's timeout goes in IORING_ENTER_EXT_ARG (Linux 5.11); a timeout ends
+ *   the wait with ETIME, a signal with EINTR.
+ * - io_uring_enter() that submits and then waits returns the number submitted even
+ *   when a signal ends the wait, so a wait that returns no completion is reported as
+ *   EINTR: the caller runs the signal handlers and polls again.
+ * - A request holds the file: an fd closed while its poll is armed, without
+ *   remove_reader(), stays open until that poll completes (the next event on it),
+ *   and that event is reported under the fd's number. epoll drops a closed file at
+ *   once (unless another fd refers to it). Transports always remove first.
+ * - After fork() the child shares the parent's rings (MAP_SHARED): it must never
+ *   submit on an inherited ring, only unmap it and close its fd (fork.pyx).
+ */
+#if defined(__linux__) && defined(__has_include)
+#  if __has_include(<linux/io_uring.h>)
+#    define FL_HAVE_URING 1
+#  endif
+#endif
+
+#ifdef FL_HAVE_URING
+
+#include <linux/io_uring.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+/* Submission queue entries: polls are re-armed in batches of at most the events one
+ * wait reports; a fuller queue is submitted before more are added. */
+#define FL_URING_ENTRIES 1024
+/* user_data of removal requests, whose own completions are dropped. */
+#define FL_URING_REMOVAL 0
+
+typedef struct {
+    uint32_t gen;        /* generation of the armed request, in its user_data */
+    uint8_t want;        /* FL_READ|FL_WRITE the loop asked for */
+    uint8_t armed;       /* mask of the request in the kernel (or queued); 0: none */
+} fl_uring_fd;
+
+typedef struct {
+    int ring_fd;
+    int probe_fd;        /* an epoll instance that only vets new fds (see above) */
+    void *sq_map, *cq_map;
+    size_t sq_map_size, cq_map_size, sqes_size;
+    struct io_uring_sqe *sqes;
+    unsigned *sq_head, *sq_tail, *sq_mask, *sq_array, *sq_flags;
+    unsigned *cq_head, *cq_tail, *cq_mask;
+    struct io_uring_cqe *cqes;
+    fl_uring_fd *fds;
+    int nfds;
+} fl_uring;
+
+static int fl_sys_uring_setup(unsigned entries, struct io_uring_params *p)
+{
+    return (int)syscall(__NR_io_uring_setup, entries, p);
+}
+
+static int fl_sys_uring_enter(int fd, unsigned submit, unsigned min_complete,
+                              unsigned flags, void *arg, size_t argsz)
+{
+    return (int)syscall(__NR_io_uring_enter, fd, submit, min_complete, flags, arg, argsz);
+}
+
+static void fl_uring_unmap(fl_uring *u)
+{
+    if (u->sqes != NULL && u->sqes != MAP_FAILED)
+        munmap(u->sqes, u->sqes_size);
+    if (u->cq_map != NULL && u->cq_map != MAP_FAILED && u->cq_map != u->sq_map)
+        munmap(u->cq_map, u->cq_map_size);
+    if (u->sq_map != NULL && u->sq_map != MAP_FAILED)
+        munmap(u->sq_map, u->sq_map_size);
+    u->sqes = NULL;
+    u->sq_map = u->cq_map = NULL;
+}
+
+/* Unmap and close the ring without submitting anything (safe in a fork child). */
+static void fl_uring_close(fl_uring *u)
+{
+    int saved = errno;
+    fl_uring_unmap(u);
+    if (u->ring_fd >= 0)
+        close(u->ring_fd);
+    if (u->probe_fd >= 0)
+        close(u->probe_fd);
+    u->ring_fd = u->probe_fd = -1;
+    free(u->fds);
+    u->fds = NULL;
+    u->nfds = 0;
+    errno = saved;
+}
+
+/* Can this kernel run every opcode we submit? 0, or -1 with errno and *why. */
+static int fl_uring_probe_ops(int ring_fd, const char **why)
+{
+    static const int needed[] = {IORING_OP_POLL_ADD, IORING_OP_POLL_REMOVE};
+    size_t size = sizeof(struct io_uring_probe) + 256 * sizeof(struct io_uring_probe_op);
+    struct io_uring_probe *probe = calloc(1, size);
+    if (probe == NULL) {
+        *why = "out of memory";
+        return -1;
+    }
+    if (syscall(__NR_io_uring_register, ring_fd, IORING_REGISTER_PROBE, probe, 256) < 0) {
+        *why = "IORING_REGISTER_PROBE failed";
+        free(probe);
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++) {
+        int op = needed[i];
+        if (op > probe->last_op || !(probe->ops[op].flags & IO_URING_OP_SUPPORTED)) {
+            *why = "the kernel lacks the poll opcodes (IORING_OP_POLL_ADD, _REMOVE)";
+            free(probe);
+            errno = EOPNOTSUPP;
+            return -1;
+        }
+    }
+    free(probe);
+    return 0;
+}
+
+/* A new ring. 0, or -1 with errno set and *why naming the step that failed. */
+static int fl_uring_open(fl_uring *u, const char **why)
+{
+    struct io_uring_params p;
+    memset(u, 0, sizeof(*u));
+    memset(&p, 0, sizeof(p));
+    p.flags = IORING_SETUP_CLAMP | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+    u->probe_fd = -1;
+    u->ring_fd = fl_sys_uring_setup(FL_URING_ENTRIES, &p);
+    if (u->ring_fd < 0 && errno == EINVAL) {
+        /* Before 5.19: the kernel interrupts the task instead (see above). */
+        memset(&p, 0, sizeof(p));
+        p.flags = IORING_SETUP_CLAMP;
+        u->ring_fd = fl_sys_uring_setup(FL_URING_ENTRIES, &p);
+    }
+    if (u->ring_fd < 0) {
+        *why = "io_uring_setup() failed";
+        return -1;
+    }
+    *why = "epoll_create1() failed";
+    u->probe_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (u->probe_fd < 0)
+        goto fail;
+    /* FD_CLOEXEC: like the epoll fd, not for exec'd children. */
+    fcntl(u->ring_fd, F_SETFD, FD_CLOEXEC);
+    if (!(p.features & IORING_FEAT_EXT_ARG) || !(p.features & IORING_FEAT_NODROP)) {
+        *why = "the kernel lacks IORING_FEAT_EXT_ARG or IORING_FEAT_NODROP (Linux 5.11+)";
+        errno = EOPNOTSUPP;
+        goto fail;
+    }
+    if (fl_uring_probe_ops(u->ring_fd, why) < 0)
+        goto fail;
+    u->sq_map_size = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+    u->cq_map_size = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+    if (p.features & IORING_FEAT_SINGLE_MMAP) {
+        if (u->cq_map_size > u->sq_map_size)
+            u->sq_map_size = u->cq_map_size;
+        u->cq_map_size = u->sq_map_size;
+    }
+    *why = "mmap() of the rings failed";
+    u->sq_map = mmap(NULL, u->sq_map_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+                     u->ring_fd, IORING_OFF_SQ_RING);
+    if (u->sq_map == MAP_FAILED)
+        goto fail;
+    if (p.features & IORING_FEAT_SINGLE_MMAP) {
+        u->cq_map = u->sq_map;
+    } else {
+        u->cq_map = mmap(NULL, u->cq_map_size, PROT_READ | PROT_WRITE,
+                         MAP_SHARED | MAP_POPULATE, u->ring_fd, IORING_OFF_CQ_RING);
+        if (u->cq_map == MAP_FAILED)
+            goto fail;
+    }
+    u->sqes_size = p.sq_entries * sizeof(struct io_uring_sqe);
+    u->sqes = mmap(NULL, u->sqes_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+                   u->ring_fd, IORING_OFF_SQES);
+    if (u->sqes == MAP_FAILED)
+        goto fail;
+    char *sq = u->sq_map, *cq = u->cq_map;
+    u->sq_head = (unsigned *)(sq + p.sq_off.head);
+    u->sq_tail = (unsigned *)(sq + p.sq_off.tail);
+    u->sq_mask = (unsigned *)(sq + p.sq_off.ring_mask);
+    u->sq_flags = (unsigned *)(sq + p.sq_off.flags);
+    u->sq_array = (unsigned *)(sq + p.sq_off.array);
+    u->cq_head = (unsigned *)(cq + p.cq_off.head);
+    u->cq_tail = (unsigned *)(cq + p.cq_off.tail);
+    u->cq_mask = (unsigned *)(cq + p.cq_off.ring_mask);
+    u->cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
+    /* Entry i of the submission array always names sqe i: we fill them in order. */
+    for (unsigned i = 0; i < p.sq_entries; i++)
+        u->sq_array[i] = i;
+    return 0;
+fail:
+    fl_uring_close(u);
+    return -1;
+}
+
+/* Entries written to the submission ring that the kernel has not consumed yet. */
+static unsigned fl_uring_queued(fl_uring *u)
+{
+    return *u->sq_tail - __atomic_load_n(u->sq_head, __ATOMIC_ACQUIRE);
+}
+
+/* Hand the queued entries to the kernel and, if `wait`, wait for one completion
+ * (up to timeout_ms; < 0 forever). 0, or -1 with errno (EINTR: a signal arrived;
+ * ETIME: the timeout passed). Entries the kernel did not take stay queued. */
+static int fl_uring_enter(fl_uring *u, int wait, int timeout_ms)
+{
+    unsigned flags = IORING_ENTER_GETEVENTS;
+    struct io_uring_getevents_arg arg;
+    struct __kernel_timespec ts;
+    void *argp = NULL;
+    size_t argsz = 0;
+    if (wait && timeout_ms >= 0) {
+        ts.tv_sec = timeout_ms / 1000;
+        ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
+        memset(&arg, 0, sizeof(arg));
+        arg.ts = (uint64_t)(uintptr_t)&ts;
+        argp = &arg;
+        argsz = sizeof(arg);
+        flags |= IORING_ENTER_EXT_ARG;
+    }
+    int r = fl_sys_uring_enter(u->ring_fd, fl_uring_queued(u), wait ? 1 : 0, flags, argp, argsz);
+    return r < 0 ? -1 : 0;
+}
+
+/* A free submission entry, zeroed; the queue is flushed first when it is full. */
+static struct io_uring_sqe *fl_uring_sqe(fl_uring *u)
+{
+    unsigned tail = *u->sq_tail;
+    unsigned head = __atomic_load_n(u->sq_head, __ATOMIC_ACQUIRE);
+    if (tail - head >= *u->sq_mask + 1) {
+        if (fl_uring_enter(u, 0, 0) < 0)
+            return NULL;
+        head = __atomic_load_n(u->sq_head, __ATOMIC_ACQUIRE);
+        if (tail - head >= *u->sq_mask + 1) {
+            errno = EBUSY;
+            return NULL;
+        }
+    }
+    struct io_uring_sqe *sqe = &u->sqes[tail & *u->sq_mask];
+    memset(sqe, 0, sizeof(*sqe));
+    __atomic_store_n(u->sq_tail, tail + 1, __ATOMIC_RELEASE);
+    return sqe;
+}
+
+static uint64_t fl_uring_data(int fd, uint32_t gen)
+{
+    return ((uint64_t)gen << 32) | (uint32_t)fd;
+}
+
+static int fl_uring_arm(fl_uring *u, int fd, int mask)
+{
+    struct io_uring_sqe *sqe = fl_uring_sqe(u);
+    if (sqe == NULL)
+        return -1;
+    fl_uring_fd *f = &u->fds[fd];
+    sqe->opcode = IORING_OP_POLL_ADD;
+    sqe->fd = fd;
+    sqe->poll32_events = ((mask & FL_READ) ? POLLIN : 0) | ((mask & FL_WRITE) ? POLLOUT : 0);
+    sqe->user_data = fl_uring_data(fd, f->gen);
+    f->armed = (uint8_t)mask;
+    return 0;
+}
+
+/* Withdraw fd's armed request; its completion, if any, is then stale. */
+static int fl_uring_disarm(fl_uring *u, int fd)
+{
+    fl_uring_fd *f = &u->fds[fd];
+    if (!f->armed)
+        return 0;
+    struct io_uring_sqe *sqe = fl_uring_sqe(u);
+    if (sqe == NULL)
+        return -1;
+    sqe->opcode = IORING_OP_POLL_REMOVE;
+    sqe->fd = -1;
+    sqe->addr = fl_uring_data(fd, f->gen);
+    sqe->user_data = FL_URING_REMOVAL;
+    f->armed = 0;
+    f->gen = f->gen + 1 ? f->gen + 1 : 1;  /* never 0: user_data 0 is a removal */
+    return 0;
+}
+
+static int fl_uring_grow(fl_uring *u, int fd)
+{
+    if (fd < u->nfds)
+        return 0;
+    int n = u->nfds ? u->nfds : 64;
+    while (n <= fd)
+        n *= 2;
+    fl_uring_fd *fds = realloc(u->fds, (size_t)n * sizeof(*fds));
+    if (fds == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    for (int i = u->nfds; i < n; i++) {
+        fds[i].gen = 1;
+        fds[i].want = 0;
+        fds[i].armed = 0;
+    }
+    u->fds = fds;
+    u->nfds = n;
+    return 0;
+}
+
+/* As fl_poller_ctl: change fd's interest to new_events (0 forgets it). */
+static int fl_uring_ctl(fl_uring *u, int fd, int old_events, int new_events)
+{
+    if (fd < 0) {
+        errno = EBADF;
+        return -1;
+    }
+    if (new_events == 0) {
+        if (fd >= u->nfds || !u->fds[fd].armed) {
+            if (fd < u->nfds)
+                u->fds[fd].want = 0;
+            return 0;
+        }
+        u->fds[fd].want = 0;
+        /* At once: the caller may close the fd next (see the facts above). */
+        if (fl_uring_disarm(u, fd) < 0)
+            return -1;
+        return fl_uring_enter(u, 0, 0);
+    }
+    if (fd >= u->nfds || !u->fds[fd].want) {
+        struct epoll_event ev = {0};
+        if (epoll_ctl(u->probe_fd, EPOLL_CTL_ADD, fd, &ev) < 0)
+            return -1;
+        (void)epoll_ctl(u->probe_fd, EPOLL_CTL_DEL, fd, NULL);
+    }
+    if (fl_uring_grow(u, fd) < 0)
+        return -1;
+    fl_uring_fd *f = &u->fds[fd];
+    f->want = (uint8_t)new_events;
+    if (f->armed == new_events)
+        return 0;
+    if (fl_uring_disarm(u, fd) < 0)
+        return -1;
+    return fl_uring_arm(u, fd, new_events);
+}
+
+static void fl_uring_forget(fl_uring *u, int fd)
+{
+    int saved = errno;
+    (void)fl_uring_ctl(u, fd, FL_UNKNOWN, 0);
+    errno = saved;
+}
+
+/* Move up to `max` completions into `out`, re-arming each reported fd. */
+static int fl_uring_reap(fl_uring *u, fl_event *out, int max)
+{
+    unsigned head = *u->cq_head;
+    unsigned tail = __atomic_load_n(u->cq_tail, __ATOMIC_ACQUIRE);
+    int n = 0;
+    while (head != tail && n < max) {
+        struct io_uring_cqe *cqe = &u->cqes[head & *u->cq_mask];
+        uint64_t data = cqe->user_data;
+        int res = cqe->res;
+        head++;
+        if (data == FL_URING_REMOVAL)
+            continue;
+        int fd = (int)(uint32_t)data;
+        if (fd >= u->nfds)
+            continue;
+        fl_uring_fd *f = &u->fds[fd];
+        if ((uint32_t)(data >> 32) != f->gen || !f->armed)
+            continue;  /* stale: removed or replaced since */
+        f->armed = 0;
+        if (res == -EBADF)
+            continue;  /* closed behind the loop's back: nothing can be reported */
+        int mask = 0;
+        if (res < 0 || (res & (POLLERR | POLLHUP)))
+            mask = FL_READ | FL_WRITE;
+        if (res > 0 && (res & (POLLIN | POLLPRI)))
+            mask |= FL_READ;
+        if (res > 0 && (res & POLLOUT))
+            mask |= FL_WRITE;
+        out[n].fd = fd;
+        out[n].events = mask;
+        n++;
+        /* Level-triggered: asked again, submitted with the next wait. */
+        if (f->want && fl_uring_arm(u, fd, f->want) < 0) {
+            __atomic_store_n(u->cq_head, head, __ATOMIC_RELEASE);
+            return -1;
+        }
+    }
+    __atomic_store_n(u->cq_head, head, __ATOMIC_RELEASE);
+    return n;
+}
+
+/* As fl_poller_wait. Submits the queued requests (the re-arms of the fds the last
+ * wait reported, whose callbacks have run since), then reaps. */
+static int fl_uring_wait(fl_uring *u, fl_event *out, int max, int timeout_ms)
+{
+    int completed = *u->cq_head != __atomic_load_n(u->cq_tail, __ATOMIC_ACQUIRE);
+    unsigned kernel_work = __atomic_load_n(u->sq_flags, __ATOMIC_RELAXED)
+                           & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN);
+    int wait = !completed && timeout_ms != 0;
+    if ((wait || kernel_work || fl_uring_queued(u)) && fl_uring_enter(u, wait, timeout_ms) < 0) {
+        if (errno == EINTR) {
+            /* Report what completed meanwhile; the caller then runs the handlers. */
+            int n = fl_uring_reap(u, out, max);
+            if (n == 0)
+                errno = EINTR;
+            return n ? n : -1;
+        }
+        if (errno != ETIME)
+            return -1;
+        return fl_uring_reap(u, out, max);
+    }
+    int n = fl_uring_reap(u, out, max);
+    if (n == 0 && wait) {
+        errno = EINTR;  /* the wait may have been cut short by a signal (see above) */
+        return -1;
+    }
+    return n;
+}
+
+#else  /* no <linux/io_uring.h> at build time: the backend reports itself missing */
+
+typedef struct {
+    int ring_fd;
+} fl_uring;
+
+static int fl_uring_open(fl_uring *u, const char **why)
+{
+    u->ring_fd = -1;
+#ifdef __linux__
+    *why = "fastloop was built without <linux/io_uring.h>";
+#else
+    *why = "io_uring exists only on Linux";
+#endif
+    errno = EOPNOTSUPP;
+    return -1;
+}
+static void fl_uring_close(fl_uring *u) { u->ring_fd = -1; }
+static int fl_uring_ctl(fl_uring *u, int fd, int o, int n) { errno = ENOSYS; return -1; }
+static void fl_uring_forget(fl_uring *u, int fd) {}
+static int fl_uring_wait(fl_uring *u, fl_event *out, int max, int t) { errno = ENOSYS; return -1; }
+
+#endif
