@@ -3,7 +3,8 @@
  * This is the first stage of the io_uring backend: the same level-triggered
  * READ|WRITE interface as poll_epoll.h, so every transport and add_reader/add_writer
  * runs on it unchanged. Raw system calls, no liburing: nothing to link or ship in a
- * wheel, and each kernel feature is probed when a ring is made, not when built.
+ * wheel, and each kernel feature is probed when a ring is made, not when built. The
+ * kernel interface is declared in uring_abi.h, so old build headers do not matter.
  *
  * Some facts about io_uring (io_uring_setup(2), io_uring_enter(2),
  * io_uring_prep_poll_add(3)) that shape this file:
@@ -46,15 +47,12 @@
  * - After fork() the child shares the parent's rings (MAP_SHARED): it must never
  *   submit on an inherited ring, only unmap it and close its fd (fork.pyx).
  */
-#if defined(__linux__) && defined(__has_include)
-#  if __has_include(<linux/io_uring.h>)
-#    define FL_HAVE_URING 1
-#  endif
+#if defined(__linux__)
+#  include "uring_abi.h"
 #endif
 
-#ifdef FL_HAVE_URING
+#ifdef FL_URING_SYSCALLS
 
-#include <linux/io_uring.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,15 +77,15 @@ typedef struct {
     int probe_fd;        /* an epoll instance that only vets new fds (see above) */
     void *sq_map, *cq_map;
     size_t sq_map_size, cq_map_size, sqes_size;
-    struct io_uring_sqe *sqes;
+    struct fl_uring_sqe *sqes;
     unsigned *sq_head, *sq_tail, *sq_mask, *sq_array, *sq_flags;
     unsigned *cq_head, *cq_tail, *cq_mask;
-    struct io_uring_cqe *cqes;
+    struct fl_uring_cqe *cqes;
     fl_uring_fd *fds;
     int nfds;
 } fl_uring;
 
-static int fl_sys_uring_setup(unsigned entries, struct io_uring_params *p)
+static int fl_sys_uring_setup(unsigned entries, struct fl_uring_params *p)
 {
     return (int)syscall(__NR_io_uring_setup, entries, p);
 }
@@ -129,21 +127,21 @@ static void fl_uring_close(fl_uring *u)
 /* Can this kernel run every opcode we submit? 0, or -1 with errno and *why. */
 static int fl_uring_probe_ops(int ring_fd, const char **why)
 {
-    static const int needed[] = {IORING_OP_POLL_ADD, IORING_OP_POLL_REMOVE};
-    size_t size = sizeof(struct io_uring_probe) + 256 * sizeof(struct io_uring_probe_op);
-    struct io_uring_probe *probe = calloc(1, size);
+    static const int needed[] = {FL_IORING_OP_POLL_ADD, FL_IORING_OP_POLL_REMOVE};
+    size_t size = sizeof(struct fl_uring_probe) + 256 * sizeof(struct fl_uring_probe_op);
+    struct fl_uring_probe *probe = calloc(1, size);
     if (probe == NULL) {
         *why = "out of memory";
         return -1;
     }
-    if (syscall(__NR_io_uring_register, ring_fd, IORING_REGISTER_PROBE, probe, 256) < 0) {
+    if (syscall(__NR_io_uring_register, ring_fd, FL_IORING_REGISTER_PROBE, probe, 256) < 0) {
         *why = "IORING_REGISTER_PROBE failed";
         free(probe);
         return -1;
     }
     for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++) {
         int op = needed[i];
-        if (op > probe->last_op || !(probe->ops[op].flags & IO_URING_OP_SUPPORTED)) {
+        if (op > probe->last_op || !(probe->ops[op].flags & FL_IO_URING_OP_SUPPORTED)) {
             *why = "the kernel lacks the poll opcodes (IORING_OP_POLL_ADD, _REMOVE)";
             free(probe);
             errno = EOPNOTSUPP;
@@ -157,16 +155,16 @@ static int fl_uring_probe_ops(int ring_fd, const char **why)
 /* A new ring. 0, or -1 with errno set and *why naming the step that failed. */
 static int fl_uring_open(fl_uring *u, const char **why)
 {
-    struct io_uring_params p;
+    struct fl_uring_params p;
     memset(u, 0, sizeof(*u));
     memset(&p, 0, sizeof(p));
-    p.flags = IORING_SETUP_CLAMP | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+    p.flags = FL_IORING_SETUP_CLAMP | FL_IORING_SETUP_COOP_TASKRUN | FL_IORING_SETUP_TASKRUN_FLAG;
     u->probe_fd = -1;
     u->ring_fd = fl_sys_uring_setup(FL_URING_ENTRIES, &p);
     if (u->ring_fd < 0 && errno == EINVAL) {
         /* Before 5.19: the kernel interrupts the task instead (see above). */
         memset(&p, 0, sizeof(p));
-        p.flags = IORING_SETUP_CLAMP;
+        p.flags = FL_IORING_SETUP_CLAMP;
         u->ring_fd = fl_sys_uring_setup(FL_URING_ENTRIES, &p);
     }
     if (u->ring_fd < 0) {
@@ -179,7 +177,7 @@ static int fl_uring_open(fl_uring *u, const char **why)
         goto fail;
     /* FD_CLOEXEC: like the epoll fd, not for exec'd children. */
     fcntl(u->ring_fd, F_SETFD, FD_CLOEXEC);
-    if (!(p.features & IORING_FEAT_EXT_ARG) || !(p.features & IORING_FEAT_NODROP)) {
+    if (!(p.features & FL_IORING_FEAT_EXT_ARG) || !(p.features & FL_IORING_FEAT_NODROP)) {
         *why = "the kernel lacks IORING_FEAT_EXT_ARG or IORING_FEAT_NODROP (Linux 5.11+)";
         errno = EOPNOTSUPP;
         goto fail;
@@ -187,28 +185,28 @@ static int fl_uring_open(fl_uring *u, const char **why)
     if (fl_uring_probe_ops(u->ring_fd, why) < 0)
         goto fail;
     u->sq_map_size = p.sq_off.array + p.sq_entries * sizeof(unsigned);
-    u->cq_map_size = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
-    if (p.features & IORING_FEAT_SINGLE_MMAP) {
+    u->cq_map_size = p.cq_off.cqes + p.cq_entries * sizeof(struct fl_uring_cqe);
+    if (p.features & FL_IORING_FEAT_SINGLE_MMAP) {
         if (u->cq_map_size > u->sq_map_size)
             u->sq_map_size = u->cq_map_size;
         u->cq_map_size = u->sq_map_size;
     }
     *why = "mmap() of the rings failed";
     u->sq_map = mmap(NULL, u->sq_map_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
-                     u->ring_fd, IORING_OFF_SQ_RING);
+                     u->ring_fd, FL_IORING_OFF_SQ_RING);
     if (u->sq_map == MAP_FAILED)
         goto fail;
-    if (p.features & IORING_FEAT_SINGLE_MMAP) {
+    if (p.features & FL_IORING_FEAT_SINGLE_MMAP) {
         u->cq_map = u->sq_map;
     } else {
         u->cq_map = mmap(NULL, u->cq_map_size, PROT_READ | PROT_WRITE,
-                         MAP_SHARED | MAP_POPULATE, u->ring_fd, IORING_OFF_CQ_RING);
+                         MAP_SHARED | MAP_POPULATE, u->ring_fd, FL_IORING_OFF_CQ_RING);
         if (u->cq_map == MAP_FAILED)
             goto fail;
     }
-    u->sqes_size = p.sq_entries * sizeof(struct io_uring_sqe);
+    u->sqes_size = p.sq_entries * sizeof(struct fl_uring_sqe);
     u->sqes = mmap(NULL, u->sqes_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
-                   u->ring_fd, IORING_OFF_SQES);
+                   u->ring_fd, FL_IORING_OFF_SQES);
     if (u->sqes == MAP_FAILED)
         goto fail;
     char *sq = u->sq_map, *cq = u->cq_map;
@@ -220,7 +218,7 @@ static int fl_uring_open(fl_uring *u, const char **why)
     u->cq_head = (unsigned *)(cq + p.cq_off.head);
     u->cq_tail = (unsigned *)(cq + p.cq_off.tail);
     u->cq_mask = (unsigned *)(cq + p.cq_off.ring_mask);
-    u->cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
+    u->cqes = (struct fl_uring_cqe *)(cq + p.cq_off.cqes);
     /* Entry i of the submission array always names sqe i: we fill them in order. */
     for (unsigned i = 0; i < p.sq_entries; i++)
         u->sq_array[i] = i;
@@ -241,9 +239,9 @@ static unsigned fl_uring_queued(fl_uring *u)
  * ETIME: the timeout passed). Entries the kernel did not take stay queued. */
 static int fl_uring_enter(fl_uring *u, int wait, int timeout_ms)
 {
-    unsigned flags = IORING_ENTER_GETEVENTS;
-    struct io_uring_getevents_arg arg;
-    struct __kernel_timespec ts;
+    unsigned flags = FL_IORING_ENTER_GETEVENTS;
+    struct fl_uring_getevents_arg arg;
+    struct fl_uring_timespec ts;
     void *argp = NULL;
     size_t argsz = 0;
     if (wait && timeout_ms >= 0) {
@@ -253,14 +251,14 @@ static int fl_uring_enter(fl_uring *u, int wait, int timeout_ms)
         arg.ts = (uint64_t)(uintptr_t)&ts;
         argp = &arg;
         argsz = sizeof(arg);
-        flags |= IORING_ENTER_EXT_ARG;
+        flags |= FL_IORING_ENTER_EXT_ARG;
     }
     int r = fl_sys_uring_enter(u->ring_fd, fl_uring_queued(u), wait ? 1 : 0, flags, argp, argsz);
     return r < 0 ? -1 : 0;
 }
 
 /* A free submission entry, zeroed; the queue is flushed first when it is full. */
-static struct io_uring_sqe *fl_uring_sqe(fl_uring *u)
+static struct fl_uring_sqe *fl_uring_sqe(fl_uring *u)
 {
     unsigned tail = *u->sq_tail;
     unsigned head = __atomic_load_n(u->sq_head, __ATOMIC_ACQUIRE);
@@ -273,7 +271,7 @@ static struct io_uring_sqe *fl_uring_sqe(fl_uring *u)
             return NULL;
         }
     }
-    struct io_uring_sqe *sqe = &u->sqes[tail & *u->sq_mask];
+    struct fl_uring_sqe *sqe = &u->sqes[tail & *u->sq_mask];
     memset(sqe, 0, sizeof(*sqe));
     __atomic_store_n(u->sq_tail, tail + 1, __ATOMIC_RELEASE);
     return sqe;
@@ -286,13 +284,17 @@ static uint64_t fl_uring_data(int fd, uint32_t gen)
 
 static int fl_uring_arm(fl_uring *u, int fd, int mask)
 {
-    struct io_uring_sqe *sqe = fl_uring_sqe(u);
+    struct fl_uring_sqe *sqe = fl_uring_sqe(u);
     if (sqe == NULL)
         return -1;
     fl_uring_fd *f = &u->fds[fd];
-    sqe->opcode = IORING_OP_POLL_ADD;
+    sqe->opcode = FL_IORING_OP_POLL_ADD;
     sqe->fd = fd;
-    sqe->poll32_events = ((mask & FL_READ) ? POLLIN : 0) | ((mask & FL_WRITE) ? POLLOUT : 0);
+    uint32_t events = ((mask & FL_READ) ? POLLIN : 0) | ((mask & FL_WRITE) ? POLLOUT : 0);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    events = (events << 16) | (events >> 16);  /* the kernel swaps the halfwords back */
+#endif
+    sqe->op_flags = events;
     sqe->user_data = fl_uring_data(fd, f->gen);
     f->armed = (uint8_t)mask;
     return 0;
@@ -304,10 +306,10 @@ static int fl_uring_disarm(fl_uring *u, int fd)
     fl_uring_fd *f = &u->fds[fd];
     if (!f->armed)
         return 0;
-    struct io_uring_sqe *sqe = fl_uring_sqe(u);
+    struct fl_uring_sqe *sqe = fl_uring_sqe(u);
     if (sqe == NULL)
         return -1;
-    sqe->opcode = IORING_OP_POLL_REMOVE;
+    sqe->opcode = FL_IORING_OP_POLL_REMOVE;
     sqe->fd = -1;
     sqe->addr = fl_uring_data(fd, f->gen);
     sqe->user_data = FL_URING_REMOVAL;
@@ -388,7 +390,7 @@ static int fl_uring_reap(fl_uring *u, fl_event *out, int max)
     unsigned tail = __atomic_load_n(u->cq_tail, __ATOMIC_ACQUIRE);
     int n = 0;
     while (head != tail && n < max) {
-        struct io_uring_cqe *cqe = &u->cqes[head & *u->cq_mask];
+        struct fl_uring_cqe *cqe = &u->cqes[head & *u->cq_mask];
         uint64_t data = cqe->user_data;
         int res = cqe->res;
         head++;
@@ -429,7 +431,7 @@ static int fl_uring_wait(fl_uring *u, fl_event *out, int max, int timeout_ms)
 {
     int completed = *u->cq_head != __atomic_load_n(u->cq_tail, __ATOMIC_ACQUIRE);
     unsigned kernel_work = __atomic_load_n(u->sq_flags, __ATOMIC_RELAXED)
-                           & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN);
+                           & (FL_IORING_SQ_CQ_OVERFLOW | FL_IORING_SQ_TASKRUN);
     int wait = !completed && timeout_ms != 0;
     if ((wait || kernel_work || fl_uring_queued(u)) && fl_uring_enter(u, wait, timeout_ms) < 0) {
         if (errno == EINTR) {
@@ -451,7 +453,7 @@ static int fl_uring_wait(fl_uring *u, fl_event *out, int max, int timeout_ms)
     return n;
 }
 
-#else  /* no <linux/io_uring.h> at build time: the backend reports itself missing */
+#else  /* not Linux, or an architecture whose system call numbers we do not know */
 
 typedef struct {
     int ring_fd;
@@ -461,7 +463,7 @@ static int fl_uring_open(fl_uring *u, const char **why)
 {
     u->ring_fd = -1;
 #ifdef __linux__
-    *why = "fastloop was built without <linux/io_uring.h>";
+    *why = "fastloop does not know io_uring's system calls on this architecture";
 #else
     *why = "io_uring exists only on Linux";
 #endif
