@@ -197,7 +197,7 @@ def main(argv=None):
     for name, reason in skipped.items():
         print(f"skipped {name}: {reason}")
     print(f"{args.conns} idle TCP connections; server memory growth per connection")
-    print(f"{'server':<9} {'loop':<12} {'RSS B/conn':>11} {'tracemalloc B/conn':>19} "
+    print(f"{'server':<9} {'loop':<17} {'RSS B/conn':>11} {'tracemalloc B/conn':>19} "
           f"{'accept ms':>10}")
     results = {}
     failed = False
@@ -219,7 +219,7 @@ def main(argv=None):
 
             accept = (f"{row['rss']['accept_seconds'] * 1e3:.0f}" if row.get("rss")
                       else "-")
-            print(f"{server_kind:<9} {name:<12} {cell('rss'):>11} "
+            print(f"{server_kind:<9} {name:<17} {cell('rss'):>11} "
                   f"{cell('tracemalloc'):>19} {accept:>10}", flush=True)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
