@@ -118,6 +118,7 @@ class EchoClient:
 
     def wait_answer(self) -> dict[str, Any]:
         """Block until the next answer (for a caller without a loop)."""
+        os.set_blocking(self.fd, True)  # a loop's add_reader may have made it non-blocking
         while True:
             answer = self._take_line(os.read(self.fd, 65536))
             if answer is not None:
@@ -548,6 +549,9 @@ def _ceiling_session(kind: str, size: int, trips: int) -> tuple[float, float, in
         result = session_client.wait_answer()
         elapsed = time.perf_counter() - start
         cpu = server_cpu() - cpu
+    except BaseException:
+        stop_client()  # it may be stuck mid-command; the next run starts a fresh one
+        raise
     finally:
         stdin.close()
         server.wait()
