@@ -108,6 +108,9 @@ DEFAULT_REPEAT = 1
 QUICK_ROUNDS = 2
 QUICK_REPEAT = 1
 
+# An echo server busy this much of the wall time is (nearly) the bottleneck.
+BUSY_ENOUGH = 0.9
+
 # A child that takes longer than this is hung (a lost wake-up, a timer never fired).
 CHILD_TIMEOUT = 300.0
 
@@ -423,6 +426,29 @@ def format_table(results: Results, loop_names: list[str]) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def format_busy(results: Results) -> str:
+    """Return a line on whether the echo rows measured the servers: each server's CPU
+    time as a share of its wall time, the range over the echo rows ("" without any).
+
+    A server that is the bottleneck is busy nearly all the time; one busy a fraction of
+    it waited for the client, the round trips' latency, or other work on the machine.
+    """
+    shares: list[float] = []
+    for workload, per_loop in results.items():
+        for entry in per_loop.values() if workload in _echo.SESSIONS else ():
+            cpu, wall = entry.get("cpu_median"), entry.get("median")
+            if cpu and wall:
+                shares.append(cpu / wall)
+    if not shares:
+        return ""
+    line = (f"Echo servers were busy {min(shares):.0%}-{max(shares):.0%} of the wall time "
+            f"(server CPU / wall time).")
+    if max(shares) < BUSY_ENOUGH:
+        line += (" Well below 100%: the wall times measure the round trips' latency and "
+                 "the other load on this machine more than the servers; compare cpu us/op.")
+    return line + "\n"
+
+
 def _rate(entry: Summary, which: Literal["median", "min"] = "median") -> float | None:
     """Return an entry's operations per second at its median (or best) time, or None."""
     seconds, ops = entry.get(which), entry.get("ops")
@@ -732,6 +758,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped workload {name}: {reason}")
     print()
     print(format_table(results, loop_names), end="")
+    print(format_busy(results), end="")
     for name in scaling:
         print()
         print(format_scaling(results, loop_names, name, args.threads,
