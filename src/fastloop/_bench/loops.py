@@ -92,7 +92,7 @@ def _ceiling() -> LoopFactory:
     try:
         cload.build()
     except cload.Unavailable as exc:
-        raise Unavailable(str(exc)) from None
+        raise Unavailable(f"echoload unavailable: {exc}") from None
 
     def no_loop() -> asyncio.AbstractEventLoop:
         raise NotImplementedError("c-epoll is a C echo server, not an event loop")

@@ -441,8 +441,8 @@ def format_busy(results: Results) -> str:
                 shares.append(cpu / wall)
     if not shares:
         return ""
-    line = (f"Echo servers were busy {min(shares):.0%}-{max(shares):.0%} of the wall time "
-            f"(server CPU / wall time).")
+    busy = f"{min(shares):.0%}-{max(shares):.0%}" if len(shares) > 1 else f"{shares[0]:.0%}"
+    line = f"Echo servers were busy {busy} of the wall time (server CPU / wall time)."
     if max(shares) < BUSY_ENOUGH:
         line += (" Well below 100%: the wall times measure the round trips' latency and "
                  "the other load on this machine more than the servers; compare cpu us/op.")
