@@ -9,6 +9,10 @@ round trips or requests it reports. Besides the wall time, `extra_info` records 
 server's CPU per operation (`cpu_us_per_op`, median of the timed rounds; the client's
 CPU is another process's and is not in it).
 
+`test_c_epoll` times the same echo round trips against echoload's plain C epoll echo
+server (the runner's "c-epoll" ceiling), and `test_python_client_fallback` runs an echo
+workload with the Python client, as where no C compiler is found.
+
 `test_idle_memory` measures the server's memory growth per idle TCP connection
 (benchmarks/idle_memory.py, in fresh processes) and records it in `extra_info`.
 
@@ -22,6 +26,7 @@ import time
 
 import pytest
 
+from fastloop._bench import cload as _cload
 from fastloop._bench import echo as _echo
 from fastloop._bench import httpd as _httpd
 from fastloop._bench import loops as _loops
@@ -60,6 +65,38 @@ def test_net(run_workload, benchmark, name):
     timed_rounds = cpu[1:]  # the first is run_workload's untimed warm-up
     benchmark.extra_info["cpu_us_per_op"] = (
         statistics.median(timed_rounds) / workload.ops * 1e6)
+
+
+@pytest.mark.parametrize("name", sorted(_echo.SESSIONS))
+def test_c_epoll(benchmark, name):
+    try:
+        _cload.build()
+    except _cload.Unavailable as exc:
+        pytest.skip(f"echoload: {exc}")
+    cpu = []
+
+    def run():
+        _, server_cpu, ops = _echo.run_ceiling(name)  # raises unless every byte came back
+        cpu.append(server_cpu)
+        return ops
+
+    assert benchmark.pedantic(run, rounds=3, iterations=1) == _workloads.get(name).ops
+    benchmark.extra_info["cpu_us_per_op"] = (
+        statistics.median(cpu) / _workloads.get(name).ops * 1e6)
+
+
+def test_python_client_fallback(monkeypatch):
+    # What a machine without a C compiler does: the Python client, and a line saying so.
+    monkeypatch.setenv("FASTLOOP_BENCH_CLIENT", "python")
+    monkeypatch.setattr(_cload, "_built", None)  # forget this process's echoload
+    assert "the Python client" in _cload.describe()
+    assert _echo.echo_client() is _echo.client()
+    workload = _workloads.get("echo_udp_1k")
+    loop = _loops.find("asyncio")()
+    try:
+        assert workload.run(loop) == workload.ops
+    finally:
+        loop.close()
 
 
 @pytest.mark.parametrize("server", idle_memory.SERVERS)

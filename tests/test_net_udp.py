@@ -122,6 +122,36 @@ def test_answering_alternating_peers(loop, net, host):
     assert pa.errors == [] and pb.errors == []
 
 
+@pytest.mark.parametrize("host", HOSTS)
+def test_more_peers_than_the_transport_remembers(loop, net, host):
+    # The Cython core keeps the address tuples of its 8 latest senders (PEER_CACHE);
+    # 10 peers taking turns, twice, evict them all: each datagram still comes with its
+    # sender's address, and each answer reaches the peer it is meant for.
+    server_tr, server = net.run(net.loop.create_datagram_endpoint(
+        lambda: Upper(net.loop, net), local_addr=(host, 0)))
+    net.track(server_tr)
+    server_addr = server_tr.get_extra_info("sockname")
+    family = server_tr.get_extra_info("socket").family
+    peers = [socket.socket(family, socket.SOCK_DGRAM) for _ in range(10)]
+    try:
+        for peer in peers:
+            peer.bind((host, 0))
+            peer.settimeout(5)
+        for turn in range(2):
+            for i, peer in enumerate(peers):
+                peer.sendto(b"peer %d turn %d" % (i, turn), server_addr)
+            net.until(lambda: len(server.received) == 10 * (turn + 1))
+            for i, peer in enumerate(peers):
+                assert peer.recv(100) == b"PEER %d TURN %d" % (i, turn)
+        names = [peer.getsockname() for peer in peers]
+    finally:
+        for peer in peers:
+            peer.close()
+    assert server.received == [(b"peer %d turn %d" % (i, turn), names[i])
+                               for turn in range(2) for i in range(10)]
+    assert server.errors == []
+
+
 def test_datagram_boundaries_and_buffer_types(loop, net):
     server_tr, server = _endpoint(net, local_addr=("127.0.0.1", 0))
     addr = server_tr.get_extra_info("sockname")

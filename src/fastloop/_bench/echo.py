@@ -3,16 +3,23 @@
 Each workload starts an echo server on the fresh loop it is given (TCP with a
 `Protocol`, a `BufferedProtocol`, streams from `asyncio.start_server`, or the `sock_*`
 coroutines; a Unix-socket `Protocol`; a UDP `DatagramProtocol`), then tells the client
-process (`fastloop._bench.echo_client`: one `selectors` loop over non-blocking sockets,
-the same for every loop) to open `ECHO_CONNECTIONS` connections and do a fixed number of
-round trips on each: send a message, wait for the whole echo, compare every byte. The
-workload returns when the client has answered and the server has seen every connection
-close, and returns the number of round trips completed.
+process, the same for every loop, to open `ECHO_CONNECTIONS` connections and do a fixed
+number of round trips on each: send a message, wait for the whole echo, compare every
+byte. The workload returns when the client has answered and the server has seen every
+connection close, and returns the number of round trips completed.
 
-The client is one long-lived process per interpreter, started by the first echo workload
-(the runner's untimed warm-up run) and reused, so its start-up is never timed and its
-CPU time is never the server's: the runner's `time.process_time()` around a run is the
-server's CPU alone. It is stopped at exit, or by `stop_client()`.
+The client is `echoload` (C, compiled on first use by `cload`) where it can be built:
+it costs less CPU per round trip than the servers, so the server is the bottleneck.
+Elsewhere it is the Python client (`fastloop._bench.echo_client`: one `selectors` loop
+over non-blocking sockets, which also drives the HTTP workloads). Either is one
+long-lived process per interpreter, started by the first workload that needs it (the
+runner's untimed warm-up run) and reused, so its start-up is never timed and its CPU
+time is never the server's: the runner's `time.process_time()` around a run is the
+server's CPU alone. They are stopped at exit, or by `stop_client()`.
+
+`run_ceiling` does a workload's round trips against `echoload`'s plain epoll echo
+server instead of a loop: the ceiling the loops are compared with (the runner's
+"c-epoll" row).
 
 Checks (each a `WorkloadError`): the client's own verdict (every echo byte-exact, in
 order), the round trips and bytes it counted, the bytes the server saw, every connection
@@ -31,8 +38,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from typing import TYPE_CHECKING, Any, cast
 
+from . import cload
 from .base import Workload, WorkloadError, check
 
 if TYPE_CHECKING:
@@ -46,8 +55,8 @@ if TYPE_CHECKING:
     _S = TypeVar("_S", bound="_Stats")
     Serve: TypeAlias = Callable[[asyncio.AbstractEventLoop, _S], Awaitable[Served]]
 
-__all__ = ["ECHO_WORKLOADS", "EchoClient", "client", "run_echo", "run_session",
-           "stop_client"]
+__all__ = ["ECHO_WORKLOADS", "SESSIONS", "EchoClient", "client", "echo_client",
+           "run_ceiling", "run_echo", "run_session", "stop_client"]
 
 # Concurrent client connections per echo workload.
 ECHO_CONNECTIONS = 4
@@ -70,25 +79,50 @@ _CLIENT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "echo_
 
 # --- the client process ---------------------------------------------------------------
 
-class EchoClient:
-    """The client process, commanded by JSON lines on its stdin, answering on its stdout."""
+def _json_line(command: dict[str, Any]) -> bytes:
+    """A command as the Python client reads it."""
+    return json.dumps(command).encode() + b"\n"
 
-    def __init__(self) -> None:
+
+def _echoload_line(command: dict[str, Any]) -> bytes:
+    """An echo command as echoload reads it (see echoload.c)."""
+    counts = f"{command['conns']} {command['size']} {command['trips']}"
+    if command["kind"] == "unix":
+        return f"echo unix {counts} {command['addr']}\n".encode()
+    host, port = command["addr"]
+    return f"echo {command['kind']} {host} {port} {counts}\n".encode()
+
+
+class EchoClient:
+    """A client process, commanded by lines on its stdin, answering JSON lines on its
+    stdout: by default the Python client; argv and encode make it another."""
+
+    def __init__(self, argv: list[str] | None = None,
+                 encode: Callable[[dict[str, Any]], bytes] = _json_line) -> None:
         # Run by path, not `-m`: the client needs nothing but the standard library, so it
         # works whatever sys.path the benchmark process had.
         self.proc = subprocess.Popen(
-            [sys.executable, _CLIENT_SCRIPT],
+            argv or [sys.executable, _CLIENT_SCRIPT],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
         )
         assert self.proc.stdout is not None  # a PIPE
         self.fd = self.proc.stdout.fileno()
+        self.encode = encode
         self._pending = b""
 
     def send(self, command: dict[str, Any]) -> None:
         """Send one command (a dict)."""
         assert self.proc.stdin is not None  # a PIPE
-        self.proc.stdin.write(json.dumps(command).encode() + b"\n")
+        self.proc.stdin.write(self.encode(command))
         self.proc.stdin.flush()
+
+    def wait_answer(self) -> dict[str, Any]:
+        """Block until the next answer (for a caller without a loop)."""
+        os.set_blocking(self.fd, True)  # a loop's add_reader may have made it non-blocking
+        while True:
+            answer = self._take_line(os.read(self.fd, 65536))
+            if answer is not None:
+                return answer
 
     def _take_line(self, chunk: bytes) -> dict[str, Any] | None:
         """Feed chunk (b"" at EOF); return the parsed answer once a full line is in."""
@@ -143,25 +177,39 @@ class EchoClient:
         self.proc.stdout.close()
 
 
-_client: EchoClient | None = None
+# The running client processes, by name: "python", "echoload".
+_clients: dict[str, EchoClient] = {}
+
+
+def _shared(name: str, start: Callable[[], EchoClient]) -> EchoClient:
+    """Return the client process called name, starting it (start()) on first use."""
+    running = _clients.get(name)
+    if running is None or not running.alive():
+        if running is not None:
+            running.close()
+        running = _clients[name] = start()
+    return running
 
 
 def client() -> EchoClient:
-    """Return the shared client process, starting it on first use."""
-    global _client
-    if _client is None or not _client.alive():
-        if _client is not None:
-            _client.close()
-        _client = EchoClient()
-    return _client
+    """Return the shared Python client process, starting it on first use."""
+    return _shared("python", EchoClient)
+
+
+def echo_client() -> EchoClient:
+    """Return the echo workloads' client: echoload if it can be built, else the
+    Python one (`cload.describe()` says which, and why)."""
+    try:
+        binary = cload.build()
+    except cload.Unavailable:
+        return client()
+    return _shared("echoload", lambda: EchoClient([binary, "client"], _echoload_line))
 
 
 def stop_client() -> None:
-    """Stop the shared client process, if one is running."""
-    global _client
-    if _client is not None:
-        _client.close()
-        _client = None
+    """Stop the shared client processes that are running."""
+    while _clients:
+        _clients.popitem()[1].close()
 
 
 atexit.register(stop_client)
@@ -399,10 +447,11 @@ async def _serve_udp(loop: asyncio.AbstractEventLoop, stats: _Stats) -> Served:
 
 def run_session(
     loop: asyncio.AbstractEventLoop, serve: Serve[_S], stats: _S, command: dict[str, Any],
-    what: str = "echo",
+    what: str = "echo", session_client: EchoClient | None = None,
 ) -> dict[str, Any]:
-    """Serve with serve(loop, stats) while the client carries out command (a dict
-    without the server's "kind" and "addr", which are added here).
+    """Serve with serve(loop, stats) while the client (by default the Python one)
+    carries out command (a dict without the server's "kind" and "addr", which are
+    added here).
 
     Return the client's answer once it has answered and, for a stream server, the server
     has seen all stats.conns connections close. Raise WorkloadError if the client
@@ -410,7 +459,7 @@ def run_session(
     """
     handler_errors: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda _loop, context: handler_errors.append(context))
-    session_client = client()
+    session_client = session_client or client()
 
     async def main() -> dict[str, Any]:
         kind, address, close = await serve(loop, stats)
@@ -457,7 +506,8 @@ def run_echo(
     """
     stats = _Stats(loop, conns)
     result = run_session(loop, serve, stats,
-                         {"op": "echo", "conns": conns, "size": size, "trips": trips})
+                         {"op": "echo", "conns": conns, "size": size, "trips": trips},
+                         session_client=echo_client())
     total = conns * trips
     check("round trips the client completed", result.get("trips"), total)
     check("bytes the client got back", result.get("bytes"), total * size)
@@ -466,6 +516,65 @@ def run_echo(
         check("connections accepted", stats.accepted, conns)
         check("connections closed", stats.closed, conns)
     return total
+
+
+def _ceiling_session(kind: str, size: int, trips: int) -> tuple[float, float, int]:
+    """The round trips of run_echo against echoload's plain epoll echo server; return
+    (wall seconds, server CPU seconds, round trips). Raises cload.Unavailable."""
+    binary = cload.build()
+    folder = tempfile.mkdtemp(prefix="fastloop-echo-") if kind == "unix" else None
+    path = os.path.join(folder, "echo.sock") if folder else None
+    server = subprocess.Popen([binary, "server", kind, *([path] if path else [])],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    stdin, stdout = server.stdin, server.stdout
+    assert stdin is not None and stdout is not None  # PIPEs
+
+    def server_cpu() -> float:
+        # Asked of the server itself: getrusage() there has microseconds.
+        stdin.write("\n")
+        stdin.flush()
+        return int(stdout.readline().split()[1]) / 1e6
+
+    try:
+        ready = stdout.readline().split()
+        if ready[:1] != ["ready"]:
+            raise WorkloadError(f"echoload server {kind} did not start")
+        address: list[Any] | str = path if path else ["127.0.0.1", int(ready[1])]
+        session_client = echo_client()
+        conns = ECHO_CONNECTIONS
+        cpu = server_cpu()
+        start = time.perf_counter()
+        session_client.send({"op": "echo", "kind": kind, "addr": address, "conns": conns,
+                             "size": size, "trips": trips})
+        result = session_client.wait_answer()
+        elapsed = time.perf_counter() - start
+        cpu = server_cpu() - cpu
+    except BaseException:
+        stop_client()  # it may be stuck mid-command; the next run starts a fresh one
+        raise
+    finally:
+        stdin.close()
+        server.wait()
+        stdout.close()
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
+    if "error" in result:
+        raise WorkloadError(f"echo client: {result['error']}")
+    total = conns * trips
+    check("round trips the client completed", result.get("trips"), total)
+    check("bytes the client got back", result.get("bytes"), total * size)
+    return elapsed, cpu, total
+
+
+# Each echo workload's session, for run_ceiling: kind, message size, round trips.
+SESSIONS: dict[str, tuple[str, int, int]] = {}
+
+
+def run_ceiling(name: str) -> tuple[float, float, int]:
+    """Do echo workload name's round trips against echoload's echo server; return (wall
+    seconds, server CPU seconds, round trips). Raises KeyError for a workload that is
+    not an echo one, and cload.Unavailable where echoload cannot be built."""
+    return _ceiling_session(*SESSIONS[name])
 
 
 def _workload(
@@ -497,12 +606,15 @@ def _make_workloads() -> list[Workload]:
     for kind, serve, what in _KINDS:
         for label, size in SIZES.items():
             trips = TRIPS[label]
+            SESSIONS[f"echo_{kind}_{label}"] = ("tcp", size, trips)
             specs.append((
                 f"echo_{kind}_{label}", _workload(serve, size, trips),
                 f"{what}, {ECHO_CONNECTIONS} conns x {trips} round trips "
                 f"of {label[:-1]} KiB",
                 ECHO_CONNECTIONS * trips))
     trips = TRIPS["1k"]
+    SESSIONS["echo_unix_proto_1k"] = ("unix", SIZES["1k"], trips)
+    SESSIONS["echo_udp_1k"] = ("udp", SIZES["1k"], UDP_TRIPS)
     specs.append((
         "echo_unix_proto_1k", _workload(_serve_unix, SIZES["1k"], trips),
         f"Unix-socket echo, Protocol, {ECHO_CONNECTIONS} conns x {trips} round trips "

@@ -8,6 +8,9 @@ for importing uvloop, and a broken core only skips its own column.
 Besides the built-in names, a loop can be named "name=module:factory" (`--loops
 myloop=mypkg.loop:new_event_loop`): `find` imports module and calls its factory, in
 whichever process asks, so any loop can be compared without editing this file.
+
+"c-epoll" (`CEILING`) is no loop: it names echoload's plain C epoll echo server, which
+the runner times on the echo workloads only, as the ceiling the loops are compared with.
 """
 
 from __future__ import annotations
@@ -24,20 +27,23 @@ if TYPE_CHECKING:
 
     from .base import LoopFactory
 
-__all__ = ["CHECKED_LOOPS", "LOOP_NAMES", "SPEC_HELP", "WITHOUT_CYTHON_CORE", "Unavailable",
+__all__ = ["CEILING", "CHECKED_LOOPS", "LOOP_NAMES", "SPEC_HELP", "WITHOUT_CYTHON_CORE", "Unavailable",
            "available", "find", "label", "select"]
 
 # The order of the table's rows within a workload.
 LOOP_NAMES = ("fastloop-cy", "fastloop-io_uring", "fastloop-py", "uvloop", "rloop", "zuvloop",
               "asyncio")
-# The loops whose wrong outcome is an error of ours: fastloop's, and the reference. The
-# others' (a competitor leaking fds, say) are reported, and fail nothing.
-CHECKED_LOOPS = ("fastloop-cy", "fastloop-io_uring", "fastloop-py", "asyncio")
+# The plain C epoll echo server: the echo rows' ceiling, compared by default.
+CEILING = "c-epoll"
+# The loops whose wrong outcome is an error of ours: fastloop's, the reference, and our
+# C echo server. The others' (a competitor leaking fds, say) are reported, and fail
+# nothing.
+CHECKED_LOOPS = ("fastloop-cy", "fastloop-io_uring", "fastloop-py", "asyncio", CEILING)
 # The built-in loops that never use fastloop's Cython core: the runner keeps the core
 # out of their processes (FASTLOOP_NO_EXTENSIONS), because on a free-threaded build
 # loading it turns the GIL on for everything in the process.
-WITHOUT_CYTHON_CORE = tuple(name for name in LOOP_NAMES
-                            if name not in ("fastloop-cy", "fastloop-io_uring"))
+WITHOUT_CYTHON_CORE = (*(name for name in LOOP_NAMES
+                         if name not in ("fastloop-cy", "fastloop-io_uring")), CEILING)
 
 
 class Unavailable(Exception):
@@ -93,6 +99,21 @@ def _asyncio() -> LoopFactory:
     return asyncio.SelectorEventLoop
 
 
+def _ceiling() -> LoopFactory:
+    """Return a factory that refuses to make a loop, once echoload is known to build:
+    the runner times c-epoll on the echo workloads (echo.run_ceiling) and nothing else."""
+    from . import cload
+
+    try:
+        cload.build()
+    except cload.Unavailable as exc:
+        raise Unavailable(f"echoload unavailable: {exc}") from None
+
+    def no_loop() -> asyncio.AbstractEventLoop:
+        raise NotImplementedError("c-epoll is a C echo server, not an event loop")
+    return no_loop
+
+
 _FINDERS: dict[str, Callable[[], LoopFactory]] = {
     "fastloop-cy": lambda: _fastloop("_cy"),
     "fastloop-io_uring": _fastloop_io_uring,
@@ -102,6 +123,7 @@ _FINDERS: dict[str, Callable[[], LoopFactory]] = {
     "rloop": lambda: _installed("rloop", "new_event_loop"),
     "zuvloop": lambda: _installed("zuvloop", "new_event_loop", requires=(3, 14)),
     "asyncio": _asyncio,
+    CEILING: _ceiling,
 }
 
 # A loop of the user's, "name=module:factory": a table name, a module to import and a
@@ -165,7 +187,7 @@ def select(text: str | None) -> dict[str, str]:
     malformed spec, or a name given twice.
     """
     if not text:
-        return {name: name for name in LOOP_NAMES}
+        return {name: name for name in (*LOOP_NAMES, CEILING)}
     chosen = [item.strip() for item in text.split(",") if item.strip()]
     custom: dict[str, str] = {}
     unknown: list[str] = []
@@ -179,8 +201,8 @@ def select(text: str | None) -> dict[str, str]:
             unknown.append(item)
     if unknown:
         raise ValueError(f"unknown loops: {', '.join(unknown)} (known: "
-                         f"{', '.join(LOOP_NAMES)}; or {SPEC_HELP})")
-    return {**{name: name for name in LOOP_NAMES if name in chosen}, **custom}
+                         f"{', '.join(LOOP_NAMES)}, {CEILING}; or {SPEC_HELP})")
+    return {**{name: name for name in (*LOOP_NAMES, CEILING) if name in chosen}, **custom}
 
 
 def find(spec: str) -> LoopFactory:

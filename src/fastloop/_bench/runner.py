@@ -28,6 +28,11 @@ the exit status 1 when the loop is fastloop's or the reference asyncio, and is o
 reported for the other loops (uvloop, rloop, zuvloop, and any loop given as
 `--loops name=module:factory`).
 
+The echo workloads also run against a plain C epoll echo server ("c-epoll", from
+`echoload.c`), the same client driving it: the ceiling. Its CPU is the server
+process's, and the table's "of c-epoll" column gives each loop's throughput as a share
+of the ceiling's.
+
 A scaling workload (`threads`: a loop per thread) is timed twice, with 1 thread and
 with `--threads` N, as the rows "threads_1" and "threads_N"; a second table gives both
 throughputs, their ratio, and whether the GIL was on in the sample's process.
@@ -51,6 +56,8 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
+from . import cload as _cload
+from . import echo as _echo
 from . import loops as _loops
 from . import plot as _plot
 from . import threads as _threads
@@ -89,6 +96,7 @@ if TYPE_CHECKING:
         fastloop_default_core: str
         free_threaded: bool
         date: str
+        echo_client: str
 
 # Rounds and timed repeats per child. On a 2-core VM the default took 4.3 minutes
 # idle (five loops) and 6.5 at a load average of 4-5; --quick 1.5 (idle, four loops)
@@ -100,6 +108,9 @@ DEFAULT_REPEAT = 1
 QUICK_ROUNDS = 2
 QUICK_REPEAT = 1
 
+# An echo server busy this much of the wall time is (nearly) the bottleneck.
+BUSY_ENOUGH = 0.9
+
 # A child that takes longer than this is hung (a lost wake-up, a timer never fired).
 CHILD_TIMEOUT = 300.0
 
@@ -110,6 +121,8 @@ def run_child(workload_name: str, loop_spec: str, repeat: int) -> dict[str, Any]
     """Time workload_name on the loop loop_spec names; return {'times': [...], 'cpu':
     [...], 'ops': n, 'gil': whether the GIL was on}, or {'skipped': reason} if the loop
     lacks a feature the workload needs."""
+    if loop_spec == _loops.CEILING:
+        return _ceiling_child(workload_name, repeat)
     workload = _workloads.get(workload_name)
     factory = _loops.find(loop_spec)
     loop_name = _loops.label(loop_spec)
@@ -138,6 +151,28 @@ def run_child(workload_name: str, loop_spec: str, repeat: int) -> dict[str, Any]
             cpu.append(cpu_elapsed)
     # Last: importing the loop, or something it did, may have turned the GIL on.
     return {"times": times, "cpu": cpu, "ops": ops, "gil": _threads.gil_enabled()}
+
+
+def _ceiling_child(workload_name: str, repeat: int) -> dict[str, Any]:
+    """run_child for c-epoll: the echo workload's round trips against echoload's
+    server, once untimed (a warm-up, as for the loops) and then repeat times."""
+    times: list[float] = []
+    cpu: list[float] = []
+    ops = 0
+    try:
+        for i in range(1 + repeat):
+            elapsed, cpu_elapsed, ops = _echo.run_ceiling(workload_name)
+            if i:
+                times.append(elapsed)
+                cpu.append(cpu_elapsed)
+    except _cload.Unavailable as exc:
+        return {"skipped": f"{_loops.CEILING}: {exc}"}
+    return {"times": times, "cpu": cpu, "ops": ops, "gil": None}
+
+
+def _applies(workload: str, loop: str) -> bool:
+    """Whether the pair is timed at all: c-epoll only serves the echo workloads."""
+    return loop != _loops.CEILING or workload in _echo.SESSIONS
 
 
 def _control_main(argv: list[str]) -> int:
@@ -289,6 +324,7 @@ def environment() -> Environment:
         "fastloop_default_core": getattr(fastloop, "IMPLEMENTATION", "?"),
         "free_threaded": _threads.free_threaded(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "echo_client": _cload.describe(),
     }
 
 
@@ -332,27 +368,35 @@ def format_table(results: Results, loop_names: list[str]) -> str:
     """Return the comparison table (a str) for results[workload][loop] summaries."""
     header = ["workload", "loop", "median ms", "spread", "cpu us/op", "vs asyncio",
               "vs uvloop"]
+    # With the ceiling's rows, each loop's throughput as a share of the ceiling's.
+    ceiling = any("median" in per_loop.get(_loops.CEILING, {})
+                  for per_loop in results.values())
+    if ceiling:
+        header.append(f"of {_loops.CEILING}")
+    blank = [""] * (len(header) - 3)
     rows: list[list[str] | None] = []
     for workload, per_loop in results.items():
         base_aio = per_loop.get("asyncio", {}).get("median")
         base_uv = per_loop.get("uvloop", {}).get("median")
+        base_c = per_loop.get(_loops.CEILING, {}).get("median")
         for loop in loop_names:
             entry = per_loop.get(loop)
             if entry is None:
                 continue
             if "error" in entry:
-                rows.append([workload, loop, "FAILED", "", "", "", ""])
+                rows.append([workload, loop, "FAILED", *blank])
                 continue
             if "skipped" in entry:
-                rows.append([workload, loop, "skipped", "", "", "", ""])
+                rows.append([workload, loop, "skipped", *blank])
                 continue
             median = entry["median"]
             # One sample has no spread: a dash, never a reassuring "±0.0%".
             spread = f"±{entry['spread'] * 100:.1f}%" if len(entry["samples"]) > 1 else "-"
-            rows.append([
-                workload, loop, f"{median * 1e3:.1f}", spread, _per_op(entry),
-                _ratio(base_aio, median), _ratio(base_uv, median),
-            ])
+            cells = [workload, loop, f"{median * 1e3:.1f}", spread, _per_op(entry),
+                     _ratio(base_aio, median), _ratio(base_uv, median)]
+            if ceiling:
+                cells.append(f"{base_c / median:.0%}" if base_c and median > 0 else "-")
+            rows.append(cells)
         rows.append(None)
     partial = False
     for loop in loop_names:
@@ -360,6 +404,7 @@ def format_table(results: Results, loop_names: list[str]) -> str:
             continue
         geomean_row = ["geomean", loop, "", "", ""]
         geomean_row += [_geomean_cell(results, loop, base) for base in ("asyncio", "uvloop")]
+        geomean_row += [""] * (len(header) - len(geomean_row))
         partial = partial or any(cell.endswith("*") for cell in geomean_row)
         rows.append(geomean_row)
     widths = [len(h) for h in header]
@@ -379,6 +424,29 @@ def format_table(results: Results, loop_names: list[str]) -> str:
         out.append("* over the workloads that both loops completed (a FAILED or skipped "
                    "one is left out)")
     return "\n".join(out).rstrip() + "\n"
+
+
+def format_busy(results: Results) -> str:
+    """Return a line on whether the echo rows measured the servers: each server's CPU
+    time as a share of its wall time, the range over the echo rows ("" without any).
+
+    A server that is the bottleneck is busy nearly all the time; one busy a fraction of
+    it waited for the client, the round trips' latency, or other work on the machine.
+    """
+    shares: list[float] = []
+    for workload, per_loop in results.items():
+        for entry in per_loop.values() if workload in _echo.SESSIONS else ():
+            cpu, wall = entry.get("cpu_median"), entry.get("median")
+            if cpu and wall:
+                shares.append(cpu / wall)
+    if not shares:
+        return ""
+    busy = f"{min(shares):.0%}-{max(shares):.0%}" if len(shares) > 1 else f"{shares[0]:.0%}"
+    line = f"Echo servers were busy {busy} of the wall time (server CPU / wall time)."
+    if max(shares) < BUSY_ENOUGH:
+        line += (" Well below 100%: the wall times measure the round trips' latency and "
+                 "the other load on this machine more than the servers; compare cpu us/op.")
+    return line + "\n"
 
 
 def _rate(entry: Summary, which: Literal["median", "min"] = "median") -> float | None:
@@ -486,7 +554,7 @@ def compare(
     errors: dict[tuple[str, str], str] = {}
     unsupported: dict[tuple[str, str], str] = {}
     controls: list[float] = []
-    total = rounds * len(workload_names) * len(runnable)
+    total = rounds * sum(_applies(w, loop) for w in workload_names for loop in runnable)
     status = Progress(total) if progress else None
     for round_index in range(rounds):
         if control_threads:
@@ -499,6 +567,8 @@ def compare(
         for workload in workload_names:
             cap = _workloads.get(workload).max_repeat
             for loop in order:
+                if not _applies(workload, loop):
+                    continue
                 if status:
                     status.step(round_index + 1, rounds, workload, loop)
                 if (workload, loop) in errors or (workload, loop) in unsupported:
@@ -521,6 +591,8 @@ def compare(
     for workload in workload_names:
         results[workload] = {}
         for loop in runnable:
+            if not _applies(workload, loop):
+                continue
             if (workload, loop) in errors:
                 results[workload][loop] = {"error": errors[(workload, loop)]}
             elif (workload, loop) in unsupported:
@@ -575,7 +647,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workloads", metavar="A,B",
                         help="only these workloads: " + ", ".join(_workloads.WORKLOADS))
     parser.add_argument("--loops", metavar="A,B",
-                        help="only these loops: " + ", ".join(_loops.LOOP_NAMES) + "; "
+                        help="only these loops: " + ", ".join(_loops.LOOP_NAMES) + ", "
+                             + _loops.CEILING + " (a plain C epoll echo server: the "
+                             "echo rows' ceiling); "
                              "and any other as " + _loops.SPEC_HELP + ", which each "
                              "sample's process imports and calls for a new loop (its "
                              "wrong outcomes are reported, not fatal)")
@@ -673,6 +747,8 @@ def main(argv: list[str] | None = None) -> int:
           f"time per workload (lower is better), speed-up = other loop's time / this "
           f"one's; cpu us/op = this process's CPU per operation (echo, http: server CPU "
           f"per round trip or request)")
+    if any(name in _echo.SESSIONS for name in workload_names):
+        print(_cload.describe())
     results, skipped, errors, controls = compare(
         workload_names, loop_names, rounds, repeat, progress=True, specs=specs,
         control_threads=args.threads if scaling else None)
@@ -682,6 +758,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped workload {name}: {reason}")
     print()
     print(format_table(results, loop_names), end="")
+    print(format_busy(results), end="")
     for name in scaling:
         print()
         print(format_scaling(results, loop_names, name, args.threads,

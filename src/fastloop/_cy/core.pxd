@@ -417,18 +417,28 @@ cdef class SocketTransport(SelectorTransportBase):
     cdef int drop_write(self) except -1
 
 
+cdef enum:
+    PEER_CACHE = 8                # recent senders whose address tuples a transport keeps
+
+
 cdef class DatagramTransport(SelectorTransportBase):
     cdef readonly object _address
     cdef readonly Py_ssize_t _buffer_size
     cdef object dbuffer             # collections.deque of (bytes, addr)
     cdef bint inet                  # AF_INET(6): recvfrom() and its address made here
-    # The last sender: its sockaddr and the address tuple made from it. While the peer
-    # stays the same, read_ready reuses the tuple; a server answering with that same
-    # tuple has sendto() use the sockaddr instead of parsing the tuple again.
-    cdef object peer_addr
-    cdef sockaddr_storage peer_sa
-    cdef socklen_t peer_salen
+    # The recent senders: their sockaddrs and the address tuples made from them (a
+    # list), replaced in turn. A datagram from one of them reuses its tuple (making one
+    # costs more than the rest of a read), and peer_addr is the last sender's: a server
+    # answering with that same tuple has sendto() use peer_sas[peer_last] instead of
+    # parsing the tuple again. Zeroed slots hold None: an empty address's tuple.
+    cdef list peer_addrs
+    cdef sockaddr_storage peer_sas[PEER_CACHE]
+    cdef socklen_t peer_salens[PEER_CACHE]
+    cdef int peer_next              # the slot the next new sender takes
+    cdef int peer_last              # the last sender's slot
+    cdef object peer_addr           # peer_addrs[peer_last]; None before any datagram
 
+    cdef int note_peer(self, sockaddr_storage *sa, socklen_t salen) except -1
     cdef bint read_one(self, char *buf) except -1
     cdef bint read_with_socket(self, char *buf) except -1
     cdef int dequeue(self) except -1

@@ -8,6 +8,7 @@ cdef Py_ssize_t DGRAMS_PER_WAKEUP = 16
 
 
 @cython.final
+@cython.auto_pickle(False)  # a transport is not picklable (nor are its C arrays)
 cdef class DatagramTransport(SelectorTransportBase):
     """A datagram transport over a UDP (or Unix datagram) socket."""
 
@@ -17,6 +18,7 @@ cdef class DatagramTransport(SelectorTransportBase):
         self._address = address
         self.dbuffer = col_deque()
         self.inet = sock.family in (socket_AF_INET, socket_AF_INET6)
+        self.peer_addrs = [None] * PEER_CACHE
         core.call_soon_c(protocol.connection_made, (self,))
         core.call_soon_c(self._start_reading, ())
         if waiter is not None:
@@ -61,14 +63,26 @@ cdef class DatagramTransport(SelectorTransportBase):
                 self._protocol.error_received(oserror(err))
             return False
         data = PyBytes_FromStringAndSize(buf, n)
-        if self.peer_addr is None or not fl_same_sockaddr(&sa, salen, &self.peer_sa,
-                                                          self.peer_salen):
-            self.peer_addr = fl_inet_sockaddr(&sa, salen)
-            self.peer_sa = sa
-            self.peer_salen = salen
+        self.note_peer(&sa, salen)
         # Errors here reach the loop's exception handler through the handle.
         self._protocol.datagram_received(data, self.peer_addr)
         return True
+
+    cdef int note_peer(self, sockaddr_storage *sa, socklen_t salen) except -1:
+        """Make peer_addr sa's address tuple: a recent sender's, or a new one."""
+        cdef int i
+        for i in range(PEER_CACHE):
+            if fl_same_sockaddr(sa, salen, &self.peer_sas[i], self.peer_salens[i]):
+                break
+        else:
+            i = self.peer_next
+            self.peer_addrs[i] = fl_inet_sockaddr(sa, salen)
+            self.peer_sas[i] = sa[0]
+            self.peer_salens[i] = salen
+            self.peer_next = (i + 1) % PEER_CACHE
+        self.peer_last = i
+        self.peer_addr = self.peer_addrs[i]
+        return 0
 
     cdef bint read_with_socket(self, char *buf) except -1:
         """One datagram by socket.recvfrom_into(buf), or by recvfrom() if buf is NULL."""
@@ -132,7 +146,8 @@ cdef class DatagramTransport(SelectorTransportBase):
                 n = fl_send(self.fd, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
             else:
                 n = fl_sendto(self.fd, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
-                              &self.peer_sa, self.peer_salen)
+                              &self.peer_sas[self.peer_last],
+                              self.peer_salens[self.peer_last])
             if n >= 0:
                 return
             err = errno
