@@ -42,20 +42,20 @@ def call_soon():
     return done[0]
 
 def threadsafe():
-    # Another thread queues the burst before the loop runs it: the handles' whole
-    # life (made in that thread, queued, run) without the threads' scheduling.
+    # As the bench's threadsafe workload: another thread sends while the loop runs.
     import threading
     done = [0]
     def callback():
         done[0] += 1
+        if done[0] == n:
+            loop.stop()
     def producer():
         for _ in range(n):
             loop.call_soon_threadsafe(callback)
-        loop.call_soon_threadsafe(loop.stop)
     thread = threading.Thread(target=producer)
-    thread.start()
-    thread.join()
+    loop.call_soon(thread.start)
     loop.run_forever()
+    thread.join()
     return done[0]
 
 def gather():
