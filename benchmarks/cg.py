@@ -1,8 +1,8 @@
 """Instructions per operation of a loop, counted by callgrind (docs/observability.md, "Cost").
 
-    python benchmarks/cg.py [--core cy|py] [--n N] WORKLOAD...
+    python benchmarks/cg.py [--core cy|py|asyncio|uvloop|rloop|zuvloop] [--n N] WORKLOAD...
 
-runs each workload (call_soon, pingpong, echo) under ``valgrind --tool=callgrind``
+runs each workload (call_soon, threadsafe, gather, pingpong, echo) under ``valgrind --tool=callgrind``
 at N and 2N operations and prints (Ir(2N) - Ir(N)) / N: the start-up cancels out,
 and an instruction count, unlike a wall clock, hardly moves on a busy machine. Run
 it with the PYTHONPATH of the checkout to measure (the Cython core built in it).
@@ -24,6 +24,8 @@ if kind == "py":
     from fastloop._loop import loop_class_for
     import fastloop._py as core
     loop = loop_class_for(core)()
+elif kind != "cy":
+    loop = __import__(kind).new_event_loop()  # a peer: asyncio, uvloop, rloop, zuvloop
 else:
     import fastloop
     assert fastloop.IMPLEMENTATION == "cython"
@@ -38,6 +40,31 @@ def call_soon():
     loop.call_soon(loop.stop)
     loop.run_forever()
     return done[0]
+
+def threadsafe():
+    # As the bench's threadsafe workload: another thread sends while the loop runs.
+    import threading
+    done = [0]
+    def callback():
+        done[0] += 1
+        if done[0] == n:
+            loop.stop()
+    def producer():
+        for _ in range(n):
+            loop.call_soon_threadsafe(callback)
+    thread = threading.Thread(target=producer)
+    loop.call_soon(thread.start)
+    loop.run_forever()
+    thread.join()
+    return done[0]
+
+def gather():
+    async def job(i):
+        await asyncio.sleep(0)
+        return i
+    async def main():
+        return await asyncio.gather(*[job(i) for i in range(n)])
+    return len(loop.run_until_complete(main()))
 
 def pingpong():
     inbox = [loop.create_future()]
@@ -88,9 +115,12 @@ def echo():
         return await client.done
     return loop.run_until_complete(main())
 
-assert {"call_soon": call_soon, "pingpong": pingpong, "echo": echo}[workload]() == n
+workloads = {"call_soon": call_soon, "threadsafe": threadsafe, "gather": gather,
+             "pingpong": pingpong, "echo": echo}
+assert workloads[workload]() == n
 loop.close()
 '''
+WORKLOAD_NAMES = ["call_soon", "threadsafe", "gather", "pingpong", "echo"]
 
 
 def instructions(core: str, workload: str, n: int) -> int:
@@ -105,11 +135,12 @@ def instructions(core: str, workload: str, n: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--core", choices=["cy", "py"], default="cy")
+    parser.add_argument("--core", choices=["cy", "py", "asyncio", "uvloop", "rloop", "zuvloop"],
+                        default="cy", help="a fastloop core, or a peer loop to compare")
     parser.add_argument("--n", type=int, default=20_000)
-    parser.add_argument("workloads", nargs="+", choices=["call_soon", "pingpong", "echo"])
+    parser.add_argument("workloads", nargs="+", choices=WORKLOAD_NAMES)
     args = parser.parse_args()
-    print(f"CPython {sys.version.split()[0]}, {args.core} core")
+    print(f"CPython {sys.version.split()[0]}, {args.core}")
     for workload in args.workloads:
         # Once outside valgrind first: a quick check that the workload runs.
         subprocess.run([sys.executable, "-c", CHILD, args.core, workload, "10"], check=True)

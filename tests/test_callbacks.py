@@ -626,6 +626,58 @@ def test_call_soon_threadsafe_callback_cancels_its_own_handle(loop):
     assert handles[0].cancelled()
 
 
+def test_call_soon_threadsafe_dropped_handle_runs_in_its_context_and_reports(loop):
+    # Nobody keeps these handles (the Cython core then runs them without taking their
+    # lock): each callback still runs in a copy of its caller's context, and an
+    # error still reaches the handler with the handle and asyncio's message.
+    var = contextvars.ContextVar("var")
+    seen, errors = [], []
+    loop.set_exception_handler(lambda lp, context: errors.append(context))
+    exc = ValueError("boom")
+
+    def fail(tag):
+        seen.append((tag, var.get()))
+        var.set("changed")  # in the handle's own copy: the caller never sees it
+        raise exc
+
+    var.set("first")
+    loop.call_soon_threadsafe(fail, 1)
+    var.set("second")
+    loop.call_soon_threadsafe(lambda: seen.append((2, var.get())))
+    run_briefly(loop)
+    assert seen == [(1, "first"), (2, "second")]
+    assert var.get() == "second"
+    assert len(errors) == 1 and errors[0]["exception"] is exc
+    assert errors[0]["message"].startswith("Exception in callback ")
+    assert "fail" in errors[0]["message"]
+    assert errors[0]["handle"]._callback is fail and errors[0]["handle"]._args == (1,)
+
+
+@pytest.mark.skipif(not hasattr(asyncio.events, "_ThreadSafeHandle"),
+                    reason="asyncio before 3.12.8/3.13.1 has no _ThreadSafeHandle, whose "
+                           "lock makes the loop wait")
+def test_call_soon_threadsafe_waits_for_a_thread_holding_the_handles_lock(loop):
+    # The handle is dropped but its lock is not: a thread holding that lock makes the
+    # callback wait, as _ThreadSafeHandle._run does. The holder lets go by itself a
+    # little later; the order below holds however long that takes.
+    out = []
+    lock = loop.call_soon_threadsafe(out.append, "callback")._lock
+    acquired = threading.Event()
+
+    def holder():
+        with lock:
+            acquired.set()
+            time.sleep(0.05)
+            out.append("holder")
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert acquired.wait(DEADLINE)
+    run_briefly(loop)
+    thread.join(DEADLINE)
+    assert out == ["holder", "callback"]
+
+
 @pytest.mark.parametrize("run", [True, False], ids=["ran", "closed"])
 def test_call_soon_threadsafe_handle_in_a_cycle_is_collected(make_loop, run):
     # The Cython core keeps queued handles out of the cycle collector; one the user

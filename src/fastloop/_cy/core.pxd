@@ -66,6 +66,8 @@ cdef extern from "call.h":
 cdef extern from "slots.h":
     Py_ssize_t fl_slot_offset(object descr)
     object fl_new_instance(object type)
+    object fl_new_plain(object type)
+    PyObject *fl_slot(PyObject *obj, Py_ssize_t offset)
     void fl_slot_init(PyObject *obj, Py_ssize_t offset, object value)
     object fl_slot_get(PyObject *obj, Py_ssize_t offset)
 

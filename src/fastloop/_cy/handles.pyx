@@ -354,6 +354,8 @@ cdef bint find_threadsafe_slots() except -1:
     global TSH_REPR, TSH_CONTEXT, TSH_LOCK
     if aio_ThreadSafeHandle is None or thread_RLock is None:
         return False
+    if thread_RLock.__init__ is not object.__init__:  # fl_new_plain would skip it
+        return False
     names = ('_callback', '_args', '_cancelled', '_loop', '_source_traceback', '_repr',
              '_context', '_lock')
     slots = set()
@@ -386,7 +388,7 @@ cdef object new_threadsafe_handle(object callback, tuple args, object loop,
     fl_slot_init(p, TSH_CANCELLED, False)
     fl_slot_init(p, TSH_REPR, None)
     fl_slot_init(p, TSH_TRACEBACK, None)
-    lock = thread_RLock()
+    lock = fl_new_plain(thread_RLock)
     fl_slot_init(p, TSH_LOCK, lock)
     if not FL_FREE_THREADED:
         # Out of the collector as the core's own handles are (see track_handle); the
@@ -398,21 +400,59 @@ cdef object new_threadsafe_handle(object callback, tuple args, object loop,
     return handle
 
 
+cdef inline bint unreachable(PyObject *obj) noexcept:
+    """Nothing but the caller's reference leads to obj: no other reference, no weak
+    one, and out of the collector (gc.get_objects() cannot hand it out)."""
+    return (obj is not NULL and fl_sole_ref(obj) and not fl_has_weakrefs(obj)
+            and not PyObject_GC_IsTracked(obj))
+
+
 cdef int run_threadsafe_handle(object handle) except -1:
-    """_ThreadSafeHandle._run(): the callback under the handle's lock, unless cancelled."""
+    """_ThreadSafeHandle._run(): the callback under the handle's lock, unless cancelled.
+
+    The caller's reference to `handle` is the loop's own: the one the queue held.
+    """
     cdef PyObject *p = <PyObject *>handle
+    if unreachable(p) and unreachable(fl_slot(p, TSH_LOCK)):
+        # No other thread can cancel it or take its lock, so the lock could never
+        # make anyone wait: run it without (an acquire and a release are about 300
+        # instructions, as long as the rest of the call). The usual case: the
+        # caller of call_soon_threadsafe dropped the handle.
+        if not fl_slot_get(p, TSH_CANCELLED):
+            run_threadsafe_callback(handle)
+        return 0
     lock = fl_slot_get(p, TSH_LOCK)
     rlock_acquire(lock)
     try:
-        if fl_slot_get(p, TSH_CANCELLED):
+        if not fl_slot_get(p, TSH_CANCELLED):
+            run_threadsafe_callback(handle)
+    finally:
+        rlock_release(lock)
+    return 0
+
+
+cdef int run_threadsafe_callback(object handle) except -1:
+    """Handle._run() of a _ThreadSafeHandle: its callback in its context."""
+    cdef PyObject *p = <PyObject *>handle
+    callback = fl_slot_get(p, TSH_CALLBACK)
+    args = fl_slot_get(p, TSH_ARGS)
+    context = fl_slot_get(p, TSH_CONTEXT)
+    if type(args) is tuple and PyContext_CheckExact(context):
+        # Without a `try` on the way, as Handle._run_c (includes/call.h says why).
+        if fl_run_in_context(<PyObject *>callback, <PyObject *>args,
+                             <PyObject *>context) == 0:
             return 0
         try:
-            call_in_context(fl_slot_get(p, TSH_CALLBACK), fl_slot_get(p, TSH_ARGS),
-                            fl_slot_get(p, TSH_CONTEXT))
+            fl_reraise()
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
             report_exception(handle, exc)
-    finally:
-        rlock_release(lock)
+        return 0
+    try:
+        call_in_context(callback, args, context)
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        report_exception(handle, exc)
     return 0

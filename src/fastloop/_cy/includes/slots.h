@@ -8,11 +8,14 @@
  *                           or -1 if descr is anything else
  *   fl_new_instance(type)   an instance of a Python class, its slots all unset
  *                           (object.__new__(type) without the call)
+ *   fl_new_plain(type)      type() for a type without __init__ whose __new__ takes
+ *                           no arguments (the RLock), without the call machinery
  *   fl_slot_init(obj, off, v)
  *                           set a slot of a fresh instance to a new reference to v;
  *                           no other thread can see obj yet
  *   fl_slot_get(obj, off)   a new reference to the slot's value, or NULL with
  *                           AttributeError if it is unset (deleted)
+ *   fl_slot(obj, off)       the slot's value, borrowed (NULL if unset)
  */
 #ifndef FASTLOOP_SLOTS_H
 #define FASTLOOP_SLOTS_H
@@ -38,6 +41,17 @@ static Py_ssize_t fl_slot_offset(PyObject *descr)
 static inline PyObject *fl_new_instance(PyObject *type)
 {
     return ((PyTypeObject *)type)->tp_alloc((PyTypeObject *)type, 0);
+}
+
+static inline PyObject *fl_new_plain(PyObject *type)
+{
+    PyObject *none = PyTuple_New(0);  /* the empty tuple, a singleton */
+    PyObject *obj;
+    if (none == NULL)
+        return NULL;
+    obj = ((PyTypeObject *)type)->tp_new((PyTypeObject *)type, none, NULL);
+    Py_DECREF(none);
+    return obj;
 }
 
 static inline void fl_slot_init(PyObject *obj, Py_ssize_t off, PyObject *v)
