@@ -1,0 +1,163 @@
+"""Ctrl+C scenarios run in a child process by test_sigint.py; not a test module itself.
+
+`python sigint_child.py KIND` (aio, cy or py) runs every scenario on that kind of loop
+and prints one JSON line per scenario with what it observed: the exception the entry
+point raised, what the main coroutine saw, whether cleanup ran, and the state left
+behind. The parent compares cy and py with aio. A thread of this process sends SIGINT
+to it, a moment after the scenario is under way (so most likely while the loop polls
+or runs callbacks; the observations hold wherever it lands).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import faulthandler
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+KIND = sys.argv[1]
+if KIND == "py":
+    os.environ["FASTLOOP_NO_EXTENSIONS"] = "1"
+import fastloop  # noqa: E402 - after choosing the core
+
+# A lost SIGINT would hang the child: dump where it is stuck, then exit.
+faulthandler.dump_traceback_later(60, exit=True)
+
+
+def interrupt_soon() -> None:
+    """Send SIGINT to this process from a thread, in a moment."""
+
+    def send() -> None:
+        time.sleep(0.05)  # not a measurement: any landing point is valid
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=send, daemon=True).start()
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    return asyncio.SelectorEventLoop() if KIND == "aio" else fastloop.new_event_loop()
+
+
+def spin(loop: asyncio.AbstractEventLoop) -> None:
+    """A callback chain that never lets the loop sleep in its poll."""
+    loop.call_soon(spin, loop)
+
+
+def executor_threads() -> int:
+    return sum(t.name.startswith("asyncio_") for t in threading.enumerate())
+
+
+async def ticker(log: list):
+    try:
+        while True:
+            yield
+    finally:
+        log.append("agen closed")
+
+
+async def main(log: list, state: dict, busy: bool, twice: bool) -> None:
+    loop = asyncio.get_running_loop()
+    state["loop"] = loop
+    await loop.run_in_executor(None, time.sleep, 0)  # the default executor exists now
+    state["agen"] = agen = ticker(log)  # kept alive: shutdown_asyncgens must close it
+    await agen.__anext__()
+    if busy:
+        spin(loop)
+    interrupt_soon()
+    try:
+        await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        log.append("main: CancelledError")
+        if twice:
+            # A slow cleanup, cut short by a second Ctrl+C.
+            interrupt_soon()
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                log.append("cleanup: CancelledError")
+                raise
+        raise
+    finally:
+        log.append("main: finally")
+
+
+def run_main(entry: str, coro) -> None:
+    """Run `coro` the way `entry` names, on this process's kind of loop."""
+    if KIND == "aio" or entry == "asyncio.run":
+        if KIND == "aio":
+            asyncio.run(coro)
+        elif sys.version_info >= (3, 12):
+            asyncio.run(coro, loop_factory=fastloop.new_event_loop)
+        else:
+            asyncio.set_event_loop_policy(fastloop.Policy())
+            try:
+                asyncio.run(coro)
+            finally:
+                asyncio.set_event_loop_policy(None)
+    elif entry == "fastloop.run":
+        fastloop.run(coro)
+    elif entry == "asyncio.Runner" and sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=fastloop.new_event_loop) as runner:
+            runner.run(coro)
+    else:  # asyncio.Runner on 3.10: there is none, fastloop.run stands in
+        fastloop.run(coro)
+
+
+def runner_scenario(entry: str, busy: bool, twice: bool) -> dict:
+    log: list = []
+    state: dict = {}
+    try:
+        run_main(entry, main(log, state, busy, twice))
+        raised = None
+    except BaseException as exc:  # noqa: BLE001 - the observation
+        raised = type(exc).__name__
+    return {
+        "raised": raised,
+        "log": log,
+        "loop closed": state["loop"].is_closed(),
+        "executor threads left": executor_threads(),
+        "SIGINT handler restored": signal.getsignal(signal.SIGINT) is signal.default_int_handler,
+    }
+
+
+def loop_scenario(method: str, busy: bool) -> dict:
+    loop = new_loop()
+    if busy:
+        spin(loop)
+    interrupt_soon()
+    try:
+        if method == "run_forever":
+            loop.run_forever()
+        else:
+            loop.run_until_complete(asyncio.sleep(3600))
+        raised = None
+    except BaseException as exc:  # noqa: BLE001 - the observation
+        raised = type(exc).__name__
+    observed = {"raised": raised, "running after": loop.is_running()}
+    # The loop is stopped, not broken: it runs again, then closes cleanly.
+    observed["runs again"] = loop.run_until_complete(asyncio.sleep(0, "yes"))
+    for task in asyncio.all_tasks(loop):  # run_until_complete's, left pending
+        task.cancel()
+        loop.run_until_complete(asyncio.wait([task]))
+    loop.close()
+    return observed
+
+
+SCENARIOS = {
+    "run_until_complete, sleeping": lambda: loop_scenario("run_until_complete", busy=False),
+    "run_forever, busy": lambda: loop_scenario("run_forever", busy=True),
+    "fastloop.run, sleeping": lambda: runner_scenario("fastloop.run", busy=False, twice=False),
+    "asyncio.Runner, busy": lambda: runner_scenario("asyncio.Runner", busy=True, twice=False),
+    "asyncio.run, twice": lambda: runner_scenario("asyncio.run", busy=False, twice=True),
+}
+
+if __name__ == "__main__":
+    if KIND != "aio":
+        expected = "python" if KIND == "py" else "cython"
+        assert fastloop.IMPLEMENTATION == expected, fastloop.IMPLEMENTATION
+    for name, scenario in SCENARIOS.items():
+        print(json.dumps({"scenario": name, **scenario()}), flush=True)
