@@ -419,6 +419,27 @@ def test_peer_reset_then_writes(loop, net, family, caplog):
     assert tr.get_write_buffer_size() == 0
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_peer_reset_with_a_full_write_buffer(loop, net, family):
+    """The peer resets while our transport holds data it could not send. asyncio sees
+    the reset on the read side first (readiness for both: read, then write):
+    connection_lost(ConnectionResetError), the buffer dropped without resume_writing,
+    and nothing to the exception handler."""
+    tr, proto, peer = _transport_to_raw_peer(loop, net, family)
+    # Small kernel buffers: the transport's own fills after a few writes.
+    tr.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    chunk = b"w" * (64 * 1024)
+    while proto.events != ["made", "pause"]:  # past the high-water mark
+        tr.write(chunk)
+    net.until(lambda: _peer_has_data(peer))
+    _reset(peer, chunk)
+    exc = net.run(proto.lost)
+    assert type(exc) is ConnectionResetError
+    assert proto.events == ["made", "pause", "lost"]
+    assert tr.get_write_buffer_size() == 0
+
+
 def _peer_has_data(peer: socket.socket) -> bool:
     try:
         return bool(peer.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
