@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import threading
+import time
 
 import pytest
 
@@ -31,6 +33,26 @@ def run_until(loop, predicate, timeout: float = DEADLINE) -> None:
 def run(loop, coro, timeout: float = DEADLINE):
     """run_until_complete with a deadline, so a hang fails instead of blocking."""
     return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+
+def wait_until_polling(thread: threading.Thread) -> None:
+    """Return once `thread` sleeps in epoll_wait, so that a signal sent now interrupts a
+    loop's poll rather than landing in a callback; where the kernel does not tell
+    (no /proc, or a hidden wchan), after a moment that is most likely enough."""
+    path = f"/proc/self/task/{thread.native_id}/wchan"
+    deadline = time.monotonic() + DEADLINE  # then the test fails, showing where it landed
+    while time.monotonic() < deadline:
+        try:
+            with open(path) as f:
+                wchan = f.read()
+        except OSError:
+            wchan = "0"
+        if wchan == "0":
+            time.sleep(0.05)
+            return
+        if "epoll_wait" in wchan:
+            return
+        time.sleep(0.001)
 
 
 def import_core(kind: str):

@@ -4,8 +4,8 @@
 and prints one JSON line per scenario with what it observed: the exception the entry
 point raised, what the main coroutine saw, whether cleanup ran, and the state left
 behind. The parent compares cy and py with aio. A thread of this process sends SIGINT
-to it, a moment after the scenario is under way (so most likely while the loop polls
-or runs callbacks; the observations hold wherever it lands).
+to it while the loop sleeps in its poll, or, in the busy scenarios, while it runs a
+callback chain that never lets it sleep.
 """
 
 from __future__ import annotations
@@ -23,16 +23,21 @@ KIND = sys.argv[1]
 if KIND == "py":
     os.environ["FASTLOOP_NO_EXTENSIONS"] = "1"
 import fastloop  # noqa: E402 - after choosing the core
+from helpers import wait_until_polling  # noqa: E402 - this script's directory: tests/
 
 # A lost SIGINT would hang the child: dump where it is stuck, then exit.
 faulthandler.dump_traceback_later(60, exit=True)
 
 
-def interrupt_soon() -> None:
-    """Send SIGINT to this process from a thread, in a moment."""
+def interrupt_soon(busy: bool = False) -> None:
+    """Send SIGINT to this process from a thread: once the loop sleeps in its poll, or,
+    when it is `busy` running callbacks, in a moment."""
 
     def send() -> None:
-        time.sleep(0.05)  # not a measurement: any landing point is valid
+        if busy:
+            time.sleep(0.05)  # not a measurement: any landing point is valid
+        else:
+            wait_until_polling(threading.main_thread())
         os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=send, daemon=True).start()
@@ -67,7 +72,7 @@ async def main(log: list, state: dict, busy: bool, twice: bool) -> None:
     await agen.__anext__()
     if busy:
         spin(loop)
-    interrupt_soon()
+    interrupt_soon(busy)
     try:
         await asyncio.sleep(3600)
     except asyncio.CancelledError:
@@ -128,7 +133,7 @@ def loop_scenario(method: str, busy: bool) -> dict:
     loop = new_loop()
     if busy:
         spin(loop)
-    interrupt_soon()
+    interrupt_soon(busy)
     try:
         if method == "run_forever":
             loop.run_forever()

@@ -14,11 +14,10 @@ import signal
 import socket
 import struct
 import threading
-import time
 
 import pytest
 
-from helpers import DEADLINE, run, run_briefly, run_until
+from helpers import DEADLINE, run, run_briefly, run_until, wait_until_polling
 from nethelpers import Recorder, net, unused_udp_address  # noqa: F401 - net is a fixture
 
 
@@ -76,10 +75,10 @@ class Interrupted(Exception):
 
 
 def _signal_soon(sig: int) -> threading.Thread:
-    """A thread that sends `sig` to the main thread, most likely while the loop polls."""
+    """A thread that sends `sig` to the main thread once the loop sleeps in its poll."""
 
     def send() -> None:
-        time.sleep(0.05)  # not a measurement: the test holds whenever it lands
+        wait_until_polling(threading.main_thread())
         signal.pthread_kill(threading.main_thread().ident, sig)
 
     return threading.Thread(target=send)
