@@ -38,19 +38,22 @@ def run(loop, coro, timeout: float = DEADLINE):
 def wait_until_polling(thread: threading.Thread) -> None:
     """Return once `thread` sleeps in epoll_wait, so that a signal sent now interrupts a
     loop's poll rather than landing in a callback; where the kernel does not tell
-    (no /proc, or a hidden wchan), after a moment that is most likely enough."""
-    path = f"/proc/self/task/{thread.native_id}/wchan"
+    (no /proc, or a wchan hidden as "0" even while the thread sleeps), after a moment
+    that is most likely enough."""
+    task = f"/proc/self/task/{thread.native_id}"
     deadline = time.monotonic() + DEADLINE  # then the test fails, showing where it landed
     while time.monotonic() < deadline:
         try:
-            with open(path) as f:
+            with open(f"{task}/wchan") as f:
                 wchan = f.read()
+            with open(f"{task}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
         except OSError:
-            wchan = "0"
-        if wchan == "0":
-            time.sleep(0.05)
-            return
+            wchan, state = "0", "S"
         if "epoll_wait" in wchan:
+            return
+        if wchan == "0" and state == "S":  # asleep, but the kernel does not say where
+            time.sleep(0.05)
             return
         time.sleep(0.001)
 

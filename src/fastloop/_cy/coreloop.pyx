@@ -738,6 +738,11 @@ cdef class CoreLoop:
         cdef TimerHandle timer
         cdef fl_event *events
 
+        # Run the Python handlers of signals that arrived while C code ran (a SIGINT
+        # during a chain of C callbacks, say): asyncio's iteration is Python code, in
+        # which the interpreter runs them; without this check a busy loop never
+        # would, and a blocking poll would first wait for its timeout or an event.
+        PyErr_CheckSignals()
         if self.forks != fork_count:
             self.leave_parent()
         self.timers.compact_if_worth_it()
