@@ -196,19 +196,18 @@ def main() -> None:
         return
     gil = getattr(sys, "_is_gil_enabled", lambda: True)()
     print(f"# Python {sys.version.split()[0]}{'' if gil else ' free-threaded'}: memory held"
-          " after the count, beyond the warm-up's: KiB (bytes per unit)")
+          " after the count beyond what the warm-up left, in bytes (per unit)")
     kinds = args.loops.split(",")
-    header = f"{'workload':<13} {'count':>9} " + " ".join(
-        f"{k + ' RSS':>16} {k + ' traced':>16}" for k in kinds)
-    print(header)
+    print(f"{'workload':<13} {'count':>9} " + " ".join(
+        f"{kind + ' ' + measure:>20}" for kind in kinds for measure in ("RSS", "traced")))
     for workload in args.workloads.split(","):
         n = max(1, int(WORKLOADS[workload][1] * args.scale))
         cells = []
         for kind in kinds:
             for measure in ("rss", "tracemalloc"):
                 grown = _measure(kind, workload, measure, n)["grown"]
-                cells.append(f"{grown / 1024:>8.0f} ({grown / n:>5.1f})")
-        print(f"{workload:<13} {n:>9} " + " ".join(f"{c:>16}" for c in cells), flush=True)
+                cells.append(f"{grown:>10} ({grown / n:>6.2f})")
+        print(f"{workload:<13} {n:>9} " + " ".join(f"{c:>20}" for c in cells), flush=True)
 
 
 if __name__ == "__main__":
