@@ -208,8 +208,9 @@ def asyncio_ctrl_c():
 
 @pytest.mark.parametrize("kind", ["cy", "py"])
 def test_ctrl_c_as_asyncio(kind, asyncio_ctrl_c):
-    """SIGINT during run_until_complete/run_forever (polling or busy in callbacks),
-    fastloop.run, asyncio.Runner and asyncio.run (a second Ctrl+C cutting cleanup
+    """SIGINT during run_until_complete/run_forever (polling, or busy in Python
+    callbacks or in a chain of C callbacks, which the Cython core once never
+    interrupted), fastloop.run, asyncio.Runner and asyncio.run (a second Ctrl+C cutting cleanup
     short): the same exception, what the main coroutine saw, finally blocks, async
     generators closed, executor threads gone, loop closed and the SIGINT handler
     restored, as stock asyncio on this Python (3.11+: the main task is cancelled,
