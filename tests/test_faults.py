@@ -13,6 +13,7 @@ import resource
 import signal
 import socket
 import struct
+import sys
 import threading
 
 import pytest
@@ -556,7 +557,7 @@ class DatagramRecorder(asyncio.DatagramProtocol):
 
 
 @pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no AF_UNIX here")
-def test_datagrams_to_a_peer_that_does_not_read(loop, net):
+def test_datagrams_to_a_peer_that_does_not_read(loop, loop_kind, net):
     """sendto() that the kernel refuses with EAGAIN (a Unix datagram peer whose queue is
     full: deterministic, unlike UDP over loopback, which drops instead): asyncio
     buffers the datagram, calls pause_writing above the high-water mark and
@@ -587,4 +588,7 @@ def test_datagrams_to_a_peer_that_does_not_read(loop, net):
     net.until(lambda: read_some() or len(received) == len(datagrams))
     assert received == datagrams
     assert proto.events == ["pause", "resume"]
-    assert tr.get_write_buffer_size() == 0
+    # Stock 3.13 before 3.13.6 counts 8 header bytes per queued datagram in and not
+    # out (gh-135444; the cores count as the fixed one): its size never returns to 0.
+    if not (loop_kind == "aio" and (3, 13) <= sys.version_info < (3, 13, 6)):
+        assert tr.get_write_buffer_size() == 0
