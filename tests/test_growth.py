@@ -3,8 +3,9 @@ tests/growth.py, which also runs them at full counts.
 
 Each workload runs a few times to warm up (caches, free lists, the loop's read buffer,
 tables reallocated once), then as many times again; what tracemalloc still counts
-afterwards must stay under a bound far below what one round allocates. The bound holds for stock asyncio doing
-the same (the `aio` run), so it measures leaks, not allocation habits.
+afterwards must stay under a bound far below what one round allocates. The bound
+holds for stock asyncio doing the same (the `aio` run), so it measures leaks, not
+allocation habits.
 """
 
 from __future__ import annotations
