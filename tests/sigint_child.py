@@ -65,8 +65,9 @@ SENDERS: list[subprocess.Popen] = []  # waited for once they have sent
 
 def c_spin(loop: asyncio.AbstractEventLoop) -> None:
     """A callback chain of C code only (p() is loop.call_soon(p)): no Python bytecode
-    runs in which the interpreter could run a signal handler by itself. It holds the
-    GIL throughout (on GIL builds), so SIGINT comes from another process."""
+    runs in which the interpreter could run a signal handler by itself. SIGINT comes
+    from another process, which needs no share of this one's GIL (test_callbacks.py
+    checks that threads get it)."""
     chain = functools.partial(int)
     chain.__setstate__((loop.call_soon, (chain,), {}, None))
     loop.call_soon(chain)
