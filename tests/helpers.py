@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
+import threading
+import time
 
 import pytest
 
@@ -40,6 +42,30 @@ def run_until(loop, predicate, timeout: float = DEADLINE) -> None:
 def run(loop, coro, timeout: float = DEADLINE):
     """run_until_complete with a deadline, so a hang fails instead of blocking."""
     return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+
+def wait_until_polling(thread: threading.Thread) -> None:
+    """Return once `thread` sleeps in epoll_wait (io_uring_enter's io_cqring_wait on the
+    io_uring backend), so that a signal sent now interrupts a loop's poll rather than
+    landing in a callback; where the kernel does not tell
+    (no /proc, or a wchan hidden as "0" even while the thread sleeps), after a moment
+    that is most likely enough."""
+    task = f"/proc/self/task/{thread.native_id}"
+    deadline = time.monotonic() + DEADLINE  # then the test fails, showing where it landed
+    while time.monotonic() < deadline:
+        try:
+            with open(f"{task}/wchan") as f:
+                wchan = f.read()
+            with open(f"{task}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            wchan, state = "0", "S"
+        if "epoll_wait" in wchan or "io_cqring_wait" in wchan:  # epoll, io_uring
+            return
+        if wchan == "0" and state == "S":  # asleep, but the kernel does not say where
+            time.sleep(0.05)
+            return
+        time.sleep(0.001)
 
 
 def import_core(kind: str):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import gc
 import socket
 import sys
@@ -808,3 +809,34 @@ def test_failing_callback_leaves_its_context(loop):
     run_briefly(loop)
     assert errors == [exc]
     assert seen == ["inner", "outer"]
+
+
+def test_loop_busy_with_c_callbacks_lets_other_threads_run(loop):
+    """A callback chain of C code alone (no Python bytecode, where the interpreter
+    switches threads): asyncio's Python-level iteration lets a thread waiting for the
+    GIL run within the switch interval, so the thread's call_soon_threadsafe gets in
+    and stops the loop; the Cython core used to hold the GIL until the watchdog."""
+    chain = functools.partial(int)
+    chain.__setstate__((loop.call_soon, (chain,), {}, None))  # chain() is call_soon(chain)
+    stopped_by = []
+
+    def stop(who: str) -> None:
+        if not stopped_by:
+            stopped_by.append(who)
+            loop.stop()
+
+    go = threading.Event()
+
+    def in_thread() -> None:
+        go.wait()
+        loop.call_soon_threadsafe(stop, "thread")
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    watchdog = loop.call_later(DEADLINE, stop, "watchdog")
+    loop.call_soon(chain)
+    loop.call_soon(go.set)  # the thread then needs the GIL while the chain runs
+    loop.run_forever()
+    thread.join()
+    watchdog.cancel()
+    assert stopped_by == ["thread"]

@@ -1,18 +1,19 @@
-"""No growth over time (issue 13, part 3), scaled down for CI.
+"""No growth over time (issue 13, part 3), scaled down for CI: the workloads of
+tests/growth.py, which also runs them at full counts.
 
 Each workload runs a few times to warm up (caches, free lists, the loop's read buffer,
 tables reallocated once), then as many times again; what tracemalloc still counts
-afterwards must stay under a bound far below what one round allocates. The bound holds for stock asyncio doing
-the same (the `aio` run), so it measures leaks, not allocation habits.
+afterwards must stay under a bound far below what one round allocates. The bound
+holds for stock asyncio doing the same (the `aio` run), so it measures leaks, not
+allocation habits.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import tracemalloc
 
-import pytest
+import growth
 
 ROUNDS = 5
 # Left over after ROUNDS rounds: a leak of one small object per callback, timer or
@@ -39,39 +40,21 @@ def grown(work) -> int:
 
 
 def test_callbacks_and_timers(loop):
-    def work():
-        for _ in range(2000):
-            loop.call_soon(lambda: None)
-        timers = [loop.call_later(3600, lambda: None) for _ in range(2000)]
-        for t in timers:
-            t.cancel()
-        loop.run_until_complete(asyncio.sleep(0))
-
-    assert grown(work) < BOUND
+    assert grown(lambda: (growth.callbacks(loop, 2000), growth.timers(loop, 4000))) < BOUND
 
 
 def test_loops_created_and_closed(make_loop):
-    def work():
-        for _ in range(20):
-            lp = make_loop.factory()
-            lp.run_until_complete(asyncio.sleep(0))
-            lp.close()
-
-    assert grown(work) < BOUND
+    assert grown(lambda: growth.loops(make_loop.factory, 20)) < BOUND
 
 
 def test_connections_opened_and_closed(loop):
-    async def one_round():
-        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        for _ in range(50):
-            tr, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
-            tr.write(b"x" * 100)
-            tr.close()
-            await asyncio.sleep(0)
-        server.close()
-        await server.wait_closed()
-        for _ in range(5):
-            await asyncio.sleep(0)
+    assert grown(lambda: growth.connections(loop, 50)) < BOUND
 
-    assert grown(lambda: loop.run_until_complete(one_round())) < BOUND
+
+def test_tls_handshakes(loop):
+    contexts = growth.tls_contexts()
+    assert grown(lambda: growth.tls_handshakes(loop, 5, contexts)) < BOUND
+
+
+def test_subprocesses(loop):
+    assert grown(lambda: growth.subprocesses(loop, 4)) < BOUND

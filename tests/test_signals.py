@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 
 import pytest
 
-from helpers import run_until
+from helpers import DEADLINE, import_core, run_until
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="needs Unix signals")
 
@@ -138,3 +141,93 @@ def test_close_removes_signal_handlers(loop):
     loop.add_signal_handler(signal.SIGUSR1, print)
     loop.close()
     assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+
+
+# --- a storm of signals -------------------------------------------------------------------
+
+
+def test_signal_storm(loop, monkeypatch):
+    """Thousands of SIGUSR1 from a thread while the loop runs. asyncio guarantees no
+    callback per signal: the kernel merges a pending signal with the next, and each
+    delivery writes one byte to the wakeup fd that becomes one callback. What holds:
+    between 1 and N callbacks, a callback runs after the last signal was sent (none is
+    lost at the end), and the loop keeps serving other work through the storm. When the
+    storm outruns the loop, the wakeup socket fills up: Python drops that byte and
+    reports "Exception ignored while trying to write to the signal wakeup fd"
+    (BlockingIOError) through sys.unraisablehook, for asyncio as for fastloop."""
+    dropped: list = []
+    monkeypatch.setattr(sys, "unraisablehook", dropped.append)
+    sends = 2000
+    sent = [0]
+    seen_by_callbacks: list[int] = []
+    loop.add_signal_handler(signal.SIGUSR1, lambda: seen_by_callbacks.append(sent[0]))
+    midway = loop.create_future()
+
+    def storm() -> None:
+        for i in range(sends):
+            sent[0] = i + 1
+            os.kill(os.getpid(), signal.SIGUSR1)
+            if i == sends // 2:
+                loop.call_soon_threadsafe(midway.set_result, "served")
+
+    thread = threading.Thread(target=storm)
+    loop.call_soon(thread.start)
+    assert loop.run_until_complete(midway) == "served"
+    run_until(loop, lambda: seen_by_callbacks and seen_by_callbacks[-1] == sends)
+    thread.join()
+    assert 1 <= len(seen_by_callbacks) <= sends
+    for report in dropped:
+        assert "signal wakeup fd" in report.err_msg, report.err_msg
+        assert type(report.exc_value) is BlockingIOError
+    assert loop.remove_signal_handler(signal.SIGUSR1)
+
+
+# --- Ctrl+C, in child processes (tests/sigint_child.py) -----------------------------------
+
+CHILD = os.path.join(os.path.dirname(__file__), "sigint_child.py")
+
+
+def _ctrl_c_observations(kind: str) -> list[dict]:
+    """Run every Ctrl+C scenario on `kind` in a child; return what each observed."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    env.pop("FASTLOOP_NO_EXTENSIONS", None)
+    # The child gets SIGINT's default disposition even when pytest was started with
+    # SIGINT ignored (a background job): Python then installs its KeyboardInterrupt.
+    proc = subprocess.run(
+        [sys.executable, CHILD, kind], env=env, capture_output=True, text=True,
+        timeout=4 * DEADLINE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def asyncio_ctrl_c():
+    return _ctrl_c_observations("aio")
+
+
+@pytest.mark.parametrize("kind", ["cy", "py"])
+def test_ctrl_c_as_asyncio(kind, asyncio_ctrl_c):
+    """SIGINT during run_until_complete/run_forever (polling, or busy in Python
+    callbacks or in a chain of C callbacks, which the Cython core once never
+    interrupted), fastloop.run, asyncio.Runner and asyncio.run (a second Ctrl+C cutting cleanup
+    short): the same exception, what the main coroutine saw, finally blocks, async
+    generators closed, executor threads gone, loop closed and the SIGINT handler
+    restored, as stock asyncio on this Python (3.11+: the main task is cancelled,
+    then KeyboardInterrupt; 3.10: KeyboardInterrupt from wherever it lands)."""
+    import_core(kind)
+    observed = _ctrl_c_observations(kind)
+    assert [o["scenario"] for o in observed] == [o["scenario"] for o in asyncio_ctrl_c]
+    for got, want in zip(observed, asyncio_ctrl_c):
+        assert got == want
+    # What asyncio does, spelled out.
+    assert all(o["raised"] == "KeyboardInterrupt" for o in observed)
+    if sys.version_info >= (3, 11):
+        # The Runner cancels the main task at the first Ctrl+C; the second raises
+        # KeyboardInterrupt, and close() still cancels, finalizes and shuts down.
+        assert observed[-1]["log"] == [
+            "main: CancelledError", "cleanup: CancelledError", "main: finally", "agen closed"]
+    else:
+        # The first KeyboardInterrupt leaves run_until_complete; asyncio.run's cleanup
+        # cancels the main task, and the second leaves that cleanup where it was.
+        assert observed[-1]["log"] == ["main: CancelledError"]

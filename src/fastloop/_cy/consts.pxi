@@ -28,3 +28,9 @@ cdef enum:
     # freelist size for Handle, which the free-threaded build does not have.
     SPARE_HANDLES = 256
     TIMERS_INITIAL_CAPACITY = 64
+    # Iterations in a row that never block in the poll (which releases the GIL)
+    # before the loop releases it anyway, so that other threads run while it is busy
+    # with C callbacks alone, as they do beside asyncio's Python-level loop (the
+    # interpreter switches every sys.getswitchinterval()). 64 keeps the release, a
+    # mutex round trip, out of the cost of an iteration.
+    GIL_RELEASE_ITERATIONS = 64

@@ -286,6 +286,7 @@ cdef class CoreLoop:
     cdef Py_ssize_t runs          # _run_until_stopped calls, and their count at the
     cdef Py_ssize_t gc_seen_runs  # last full collection (gcsupport.pyx)
     cdef Py_ssize_t forks         # fork_count when the poller and waker were made (fork.pyx)
+    cdef int busy_iterations      # iterations without a blocking poll (run_once)
 
     cdef int push_ready(self, Handle handle) except -1
     cdef ReadyQueue detach_ready(self) noexcept

@@ -751,6 +751,11 @@ cdef class CoreLoop:
         cdef TimerHandle timer
         cdef fl_event *events
 
+        # Run the Python handlers of signals that arrived while C code ran (a SIGINT
+        # during a chain of C callbacks, say): asyncio's iteration is Python code, in
+        # which the interpreter runs them; without this check a busy loop never
+        # would, and a blocking poll would first wait for its timeout or an event.
+        PyErr_CheckSignals()
         if self.forks != fork_count:
             self.leave_parent()
         self.timers.compact_if_worth_it()
@@ -762,6 +767,15 @@ cdef class CoreLoop:
         # busy time, and the due timers, all use that one reading).
         cdef double now = NAN
         cdef int timeout_ms = self.poll_timeout_ms(&now)
+        if timeout_ms != 0:
+            self.busy_iterations = 0  # the poll may block: it releases the GIL
+        else:
+            self.busy_iterations += 1
+            if self.busy_iterations == GIL_RELEASE_ITERATIONS:
+                self.busy_iterations = 0
+                # A thread waiting for the GIL takes it here (CPython's forced switch).
+                with nogil:
+                    pass
         # For stats.pyx: a poll that cannot block counts as busy time, unclocked.
         cdef bint carried = fl_load_ssize(&self.ready.size) != 0
         cdef double poll_start = 0.0
