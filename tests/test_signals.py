@@ -153,7 +153,7 @@ def test_signal_storm(loop, monkeypatch):
     between 1 and N callbacks, a callback runs after the last signal was sent (none is
     lost at the end), and the loop keeps serving other work through the storm. When the
     storm outruns the loop, the wakeup socket fills up: Python drops that byte and
-    reports "Exception ignored while trying to write to the signal wakeup fd"
+    reports that it ignored an exception writing to the signal wakeup fd
     (BlockingIOError) through sys.unraisablehook, for asyncio as for fastloop."""
     dropped: list = []
     monkeypatch.setattr(sys, "unraisablehook", dropped.append)
@@ -177,8 +177,11 @@ def test_signal_storm(loop, monkeypatch):
     thread.join()
     assert 1 <= len(seen_by_callbacks) <= sends
     for report in dropped:
-        assert "signal wakeup fd" in report.err_msg, report.err_msg
         assert type(report.exc_value) is BlockingIOError
+        if sys.version_info >= (3, 12):
+            assert "signal wakeup fd" in report.err_msg, report.err_msg
+        else:  # 3.10 and 3.11 print that header to stderr and report with no message
+            assert report.err_msg is None, report.err_msg
     assert loop.remove_signal_handler(signal.SIGUSR1)
 
 
