@@ -152,6 +152,11 @@ class PumpClient(asyncio.Protocol):
 
     def connection_made(self, transport):
         self.transport = transport
+        # A small send buffer: writes back up, and pause_writing comes, even when the
+        # peer drains its socket as fast as it fills (io_uring's completion reads).
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # not on a pipe
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
         self.loop.call_soon(self._pump)
 
     def _pump(self):

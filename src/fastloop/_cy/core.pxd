@@ -29,10 +29,13 @@ cdef extern from "compat.h" nogil:
     enum:
         FL_READ
         FL_WRITE
+        FL_RECV
         FL_UNKNOWN
     ctypedef struct fl_event:
         int fd
         int events
+        int res
+        int bid
     const char *FL_POLLER_NAME
     enum:
         FL_POLLER_INHERITED
@@ -45,11 +48,15 @@ cdef extern from "compat.h" nogil:
     # The opt-in io_uring backend (includes/poll_uring.h), the same shape.
     ctypedef struct fl_uring:
         int ring_fd
+        int recv_ok
     int fl_uring_open(fl_uring *u, const char **why)
     void fl_uring_close(fl_uring *u)
     int fl_uring_ctl(fl_uring *u, int fd, int old_events, int new_events)
     void fl_uring_forget(fl_uring *u, int fd)
     int fl_uring_wait(fl_uring *u, fl_event *out, int maxevents, int timeout_ms)
+    int fl_uring_recv_ctl(fl_uring *u, int fd, int want, int discard)
+    const char *fl_uring_buf(fl_uring *u, int bid)
+    void fl_uring_buf_give(fl_uring *u, int bid)
     int fl_waker_open(int *rfd, int *wfd)
     void fl_waker_wake(int wfd)
     void fl_waker_drain(int rfd)
@@ -169,6 +176,7 @@ ctypedef struct ReadyQueue:
 # timers.pyx
 
 cdef class CoreLoop              # declared below; TimerQueue moves due timers onto its ring
+cdef class TransportBase         # declared below; the loop hands completed reads to it
 
 
 ctypedef struct TimerEntry:
@@ -207,6 +215,7 @@ cdef class Poller:
     cdef void forget_c(self, int fd) noexcept
     cdef int wait_nogil(self, int timeout_ms) noexcept nogil
     cdef int wait(self, int timeout_ms) except -1
+    cdef int recv_ctl(self, int fd, bint want, bint discard) except -1
 
 
 # waker.pyx
@@ -268,6 +277,9 @@ cdef class CoreLoop:
     cdef Poller poller
     cdef Waker waker
     cdef dict fds                 # fd -> FdWatch, the waker's fd excluded
+    cdef dict recvs               # fd -> transport reading on completions (io_uring)
+    cdef list recv_again          # ... with more to deliver: queued again at the poll
+    cdef bint recv_ok             # the poller has completion reads (io_uring, 6.0+)
     cdef list dormant             # fds whose last handle left; forgotten before the poll
     cdef public object _transports  # weakref.WeakValueDictionary: fd -> transport
     cdef dict transports_data     # its .data: fd -> KeyedRef, read without a call
@@ -312,6 +324,10 @@ cdef class CoreLoop:
     cdef TimerHandle schedule(self, double when, object callback, tuple args,
                               object context)
     cdef int fd_ready(self, int fd, int events) except -1
+    cdef int recv_start(self, TransportBase transport) except -1
+    cdef int recv_stop(self, TransportBase transport, bint discard) except -1
+    cdef int recv_done(self, fl_event *event) except -1
+    cdef int recv_requeue(self) except -1
     cdef int replace_poller(self) except -1
     cdef int rebuild_poller(self, bint close_old) except -1
     cdef int leave_parent(self) except -1
@@ -360,10 +376,14 @@ cdef class TransportBase:
     cdef readonly bint _eof         # SocketTransport: write_eof() was called
     cdef bint protocol_connected
     cdef bint buffered              # SocketTransport: the protocol is a BufferedProtocol
+    cdef bint completion_reads      # SocketTransport: reads on completions (io_uring)
+    cdef bint rqueued               # SocketTransport: its rhandle is queued
 
     cdef int read_ready(self) except -1
     cdef int write_ready(self) except -1
     cdef int add_reader_c(self) except -1
+    cdef int stop_reading_c(self, bint pause) except -1
+    cdef int received(self, const char *buf, int res) except -1
     cdef int add_writer_c(self) except -1
     cdef int fatal_error(self, object exc, object message) except -1
     cdef int force_close(self, object exc) except -1
@@ -406,9 +426,22 @@ cdef class SocketTransport(SelectorTransportBase):
     cdef Py_ssize_t whead
     cdef Py_ssize_t woffset         # bytes of wqueue[whead] already sent
     cdef Py_ssize_t wsize           # bytes queued (get_write_buffer_size)
+    # Completion reads (io_uring): what arrived and awaits the read handle.
+    cdef list rchunks               # bytes objects received
+    cdef int rend                   # 0; 1 at EOF; else -errno of a failed receive
+    cdef IoHandle rhandle           # queued when something arrived (rqueued)
+
+    cdef int queue_delivery(self) except -1
+    cdef int deliver_received(self) except -1
+    cdef bytes take_received(self, Py_ssize_t limit)
+    cdef int feed_data(self) except -1
+    cdef int feed_buffered(self) except -1
 
     cdef int read_data(self) except -1
     cdef int read_buffered(self) except -1
+    cdef int protocol_buffer(self, Py_buffer *view) except -1
+    cdef int call_data_received(self, object data) except -1
+    cdef int call_buffer_updated(self, Py_ssize_t n) except -1
     cdef int on_eof(self) except -1
     cdef int queue_bytes(self, object data, Py_ssize_t offset) except -1
     cdef int queue_copy(self, const char *p, Py_ssize_t n) except -1

@@ -14,7 +14,7 @@ from cpython.tuple cimport PyTuple_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from libc.errno cimport EINTR, EIO, errno
 from libc.math cimport INFINITY, NAN, ceil, isnan
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 from posix.unistd cimport close
 
 import asyncio.base_events

@@ -156,6 +156,9 @@ cdef class CoreLoop:
         self.poller.ctl(self.waker.rfd, 0, FL_READ)
         self._closed = False
         self.fds = {}
+        self.recvs = {}
+        self.recv_again = []
+        self.recv_ok = self.poller.uring is not NULL and self.poller.uring.recv_ok
         self.dormant = []
         self._transports = weakref_WeakValueDictionary()
         self.transports_data = self._transports.data
@@ -240,6 +243,8 @@ cdef class CoreLoop:
         self.drop_spares()
         self.timers.clear_c()
         self.fds = {}
+        self.recvs = {}
+        self.recv_again = []
         self.dormant = []
         self.poller.close()
 
@@ -642,6 +647,51 @@ cdef class CoreLoop:
                 ready_push_locked(self, writer)
         return 0
 
+    # -- completion reads (io_uring; includes/poll_uring.h) ------------------------
+
+    cdef int recv_start(self, TransportBase transport) except -1:
+        """Have the poller receive for `transport` and report what arrives."""
+        if self.forks != fork_count:
+            self.leave_parent()
+        self.poller.recv_ctl(transport.fd, True, False)
+        self.recvs[transport.fd_obj] = transport
+        return 0
+
+    cdef int recv_stop(self, TransportBase transport, bint discard) except -1:
+        """Stop receiving for `transport`; what arrived before the stop is still
+        reported, unless `discard` (it is closing)."""
+        if self._closed:
+            return 0
+        if self.forks != fork_count:
+            self.leave_parent()
+        self.poller.recv_ctl(transport.fd, False, discard)
+        if discard:
+            self.recvs.pop(transport.fd_obj, None)
+        return 0
+
+    cdef int recv_done(self, fl_event *event) except -1:
+        cdef Poller poller = self.poller
+        cdef object transport = self.recvs.get(event.fd)
+        try:
+            if transport is not None:
+                self.st.io_events += 1
+                (<TransportBase>transport).received(
+                    fl_uring_buf(poller.uring, event.bid) if event.bid >= 0 else NULL,
+                    event.res)
+        finally:
+            if event.bid >= 0:
+                fl_uring_buf_give(poller.uring, event.bid)
+        return 0
+
+    cdef int recv_requeue(self) except -1:
+        """At the poll: a transport that delivered part of what it holds is reported
+        again, as a socket with unread bytes is by a level-triggered poll."""
+        cdef list again = self.recv_again
+        self.recv_again = []
+        for transport in again:
+            (<SocketTransport>transport).queue_delivery()
+        return 0
+
     cdef int replace_poller(self) except -1:
         """Move the waker and every fd of the table to a fresh poller; close the old one.
 
@@ -665,6 +715,9 @@ cdef class CoreLoop:
         cdef Poller old = self.poller, new = Poller(old.name)
         cdef FdWatch watch
         new.ctl(self.waker.rfd, 0, FL_READ)
+        for fd, transport in self.recvs.items():
+            if not (<TransportBase>transport)._paused:
+                new.recv_ctl(fd, True, False)
         for fd, watch in self.fds.items():
             watch.kernel = watch.events
             try:
@@ -722,7 +775,7 @@ cdef class CoreLoop:
         cdef double when = self.timers.first_when_c()
         # Read without the lock: a handle another thread queues meanwhile comes with
         # a wake-up that ends the poll (waker.pyx).
-        if fl_load_ssize(&self.ready.size) or self._stopping:
+        if fl_load_ssize(&self.ready.size) or self._stopping or self.recv_again:
             return 0
         if self.timers.size == 0:
             return -1
@@ -781,16 +834,21 @@ cdef class CoreLoop:
         cdef double poll_start = 0.0
         if timeout_ms != 0:
             poll_start = fl_monotonic() if isnan(now) else now
-        # With nothing but the waker registered, a zero-timeout poll can only report
-        # the waker, whose sole job is to end a sleep; skip that syscall.
-        if timeout_ms != 0 or self.fds:
+        # With nothing but the waker registered (no fd, no completion read), a
+        # zero-timeout poll can only report the waker, whose sole job is to end a
+        # sleep; skip that syscall.
+        if timeout_ms != 0 or self.fds or self.recvs:
             now = NAN  # the poll took time: read the clock again
             n = self.poller.wait(timeout_ms)
             events = self.poller.events
             stale = False
             for i in range(n):
-                if self.fd_ready(events[i].fd, events[i].events):
+                if events[i].events == FL_RECV:
+                    self.recv_done(&events[i])
+                elif self.fd_ready(events[i].fd, events[i].events):
                     stale = True
+            if self.recv_again:
+                self.recv_requeue()
             if stale:
                 self.replace_poller()
 

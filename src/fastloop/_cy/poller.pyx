@@ -134,3 +134,11 @@ cdef class Poller:
             PyErr_CheckSignals()
             return 0
         raise OSError(err, os_strerror(err))
+
+    cdef int recv_ctl(self, int fd, bint want, bint discard) except -1:
+        """io_uring: start or stop completion reads on fd (includes/poll_uring.h)."""
+        if self.fd < 0:
+            raise ValueError('I/O operation on closed poller')
+        if fl_uring_recv_ctl(self.uring, fd, want, discard) < 0:
+            PyErr_SetFromErrno(OSError)
+        return 0

@@ -49,6 +49,9 @@ cdef class SocketTransport(SelectorTransportBase):
     # -- reading --
 
     cdef int read_ready(self) except -1:
+        if self.completion_reads:
+            self.rqueued = False
+            return self.deliver_received()
         if self.buffered:
             return self.read_buffered()
         return self.read_data()
@@ -83,6 +86,9 @@ cdef class SocketTransport(SelectorTransportBase):
                 return 0
             if not data:
                 return self.on_eof()
+        return self.call_data_received(data)
+
+    cdef int call_data_received(self, object data) except -1:
         try:
             self._protocol.data_received(data)
         except (SystemExit, KeyboardInterrupt):
@@ -91,12 +97,17 @@ cdef class SocketTransport(SelectorTransportBase):
             self.fatal_error(exc, 'Fatal error: protocol.data_received() call failed.')
         return 0
 
-    cdef int read_buffered(self) except -1:
-        cdef Py_buffer view
-        cdef Py_ssize_t n
-        cdef int err = 0
-        if self._conn_lost:
-            return 0
+    cdef int call_buffer_updated(self, Py_ssize_t n) except -1:
+        try:
+            self._protocol.buffer_updated(n)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self.fatal_error(exc, 'Fatal error: protocol.buffer_updated() call failed.')
+        return 0
+
+    cdef int protocol_buffer(self, Py_buffer *view) except -1:
+        """Fill view with the protocol's get_buffer(); 0 (the transport closing) if it fails."""
         try:
             buf = self._protocol.get_buffer(-1)
             if not len(buf):
@@ -107,10 +118,18 @@ cdef class SocketTransport(SelectorTransportBase):
             self.fatal_error(exc, 'Fatal error: protocol.get_buffer() call failed.')
             return 0
         try:
-            PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE)
+            PyObject_GetBuffer(buf, view, PyBUF_WRITABLE)
         except BaseException as exc:
             # What socket.recv_into() raises for a read-only or odd buffer.
             self.fatal_error(exc, 'Fatal read error on socket transport')
+            return 0
+        return 1
+
+    cdef int read_buffered(self) except -1:
+        cdef Py_buffer view
+        cdef Py_ssize_t n
+        cdef int err = 0
+        if self._conn_lost or not self.protocol_buffer(&view):
             return 0
         n = fl_recv(self.fd, <char *>view.buf, view.len)
         if n < 0:
@@ -122,13 +141,108 @@ cdef class SocketTransport(SelectorTransportBase):
             return 0
         if n == 0:
             return self.on_eof()
-        try:
-            self._protocol.buffer_updated(n)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self.fatal_error(exc, 'Fatal error: protocol.buffer_updated() call failed.')
+        return self.call_buffer_updated(n)
+
+    # Completion reads (the io_uring backend, includes/poll_uring.h): the kernel
+    # receives on its own and the loop hands each arrival to received(), in the
+    # iteration's event order; the read handle then delivers what arrived as reads on
+    # readiness would have (deliver_received). Paused, it waits.
+
+    cdef int add_reader_c(self) except -1:
+        need_loop(self, '_add_reader')
+        self._loop.check_closed()
+        if not self._loop.recv_ok:
+            return SelectorTransportBase.add_reader_c(self)
+        self.completion_reads = True
+        # A new handle each time, as a new reader would be: the current context.
+        self.rhandle = new_io_handle(self._loop, self, False)
+        self.rqueued = False
+        self._loop.recv_start(self)
+        if self.rchunks or self.rend:
+            self.queue_delivery()
         return 0
+
+    cdef int stop_reading_c(self, bint pause) except -1:
+        if not self.completion_reads:
+            return self._loop.remove_fd(self.fd_obj, FL_READ)
+        self._loop.recv_stop(self, not pause)
+        # As a removed reader's handle is: a delivery queued already does not run.
+        if self.rhandle is not None:
+            self.rhandle._cancel_c()
+        self.rqueued = False
+        if not pause:
+            # For good: the handle (which holds the transport) goes too.
+            self.rchunks = None
+            self.rend = 0
+            self.rhandle = None
+        return 0
+
+    cdef int received(self, const char *buf, int res) except -1:
+        if res > 0:
+            data = PyBytes_FromStringAndSize(buf, res)
+            if self.rchunks is None:
+                self.rchunks = [data]
+            else:
+                self.rchunks.append(data)
+        else:
+            self.rend = 1 if res == 0 else res
+        self.queue_delivery()
+        return 0
+
+    cdef int queue_delivery(self) except -1:
+        if not self.rqueued and not self._paused and not self._closing:
+            self.rqueued = True
+            ready_push_locked(self._loop, self.rhandle)
+        return 0
+
+    cdef int deliver_received(self) except -1:
+        """One read's worth, as one recv() on readiness would take: up to max_size
+        bytes (one get_buffer() for a BufferedProtocol); EOF or an error only once
+        the bytes before it are taken. The rest is reported again at the next poll."""
+        cdef int end
+        if self._conn_lost or self._closing or self._paused:
+            return 0
+        if self.rchunks:
+            if self.buffered:
+                self.feed_buffered()
+            else:
+                self.feed_data()
+            if (self.rchunks or self.rend) and not self._closing:
+                self._loop.recv_again.append(self)
+            return 0
+        if self.rend:
+            end, self.rend = self.rend, 0
+            if end == 1:
+                return self.on_eof()
+            self.fatal_error(oserror(-end), 'Fatal read error on socket transport')
+        return 0
+
+    cdef bytes take_received(self, Py_ssize_t limit):
+        """Up to `limit` bytes from the front of rchunks (which is not empty)."""
+        cdef list chunks = self.rchunks
+        data = chunks[0] if len(chunks) == 1 else b''.join(chunks)
+        if len(data) > limit:
+            self.rchunks = [data[limit:]]
+            return data[:limit]
+        self.rchunks = None
+        return data
+
+    cdef int feed_data(self) except -1:
+        data = self.take_received(self.max_size if self.max_size > 0 else MAX_RECV_SIZE)
+        return self.call_data_received(data)
+
+    cdef int feed_buffered(self) except -1:
+        cdef Py_buffer view
+        cdef Py_ssize_t n
+        if not self.protocol_buffer(&view):
+            return 0
+        try:
+            data = self.take_received(view.len)
+            n = len(data)
+            memcpy(view.buf, PyBytes_AS_STRING(data), n)
+        finally:
+            PyBuffer_Release(&view)
+        return self.call_buffer_updated(n)
 
     cdef int on_eof(self) except -1:
         if self._loop._debug:
@@ -142,7 +256,7 @@ cdef class SocketTransport(SelectorTransportBase):
             return 0
         if keep_open:
             # Half-open: the protocol may still write, but nothing more arrives.
-            self._loop.remove_fd(self.fd_obj, FL_READ)
+            self.stop_reading_c(False)
         else:
             self.close()
         return 0
@@ -378,7 +492,7 @@ cdef class SocketTransport(SelectorTransportBase):
             self._loop.remove_fd(self.fd_obj, FL_WRITE)
         if not self._closing:
             self._closing = True
-            self._loop.remove_fd(self.fd_obj, FL_READ)
+            self.stop_reading_c(False)
         self._conn_lost += 1
         self.schedule_connection_lost(exc)
         return 0

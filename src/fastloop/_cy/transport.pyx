@@ -322,7 +322,7 @@ cdef class TransportBase:
         if self._closing or self._paused:
             return
         self._paused = True
-        self._loop.remove_fd(self.fd_obj, FL_READ)
+        self.stop_reading_c(True)
         if self._loop._debug:
             aio_logger.debug("%r pauses reading", self)
 
@@ -338,6 +338,15 @@ cdef class TransportBase:
         return 0
 
     cdef int write_ready(self) except -1:
+        return 0
+
+    cdef int stop_reading_c(self, bint pause) except -1:
+        """Stop reading, as loop._remove_reader(fd); for a pause or for good."""
+        self._loop.remove_fd(self.fd_obj, FL_READ)
+        return 0
+
+    cdef int received(self, const char *buf, int res) except -1:
+        """A completion read (io_uring): res bytes at buf, 0 at EOF, or -errno."""
         return 0
 
     cdef int add_reader_c(self) except -1:
@@ -560,7 +569,8 @@ cdef class SelectorTransportBase(FlowControlTransport):
             info.append('closing')
         info.append(f'fd={self.fd}')
         if self._loop is not None and not self._loop._closed:
-            if self._loop.fd_polling(self.fd, FL_READ):
+            if (self._loop.fd_polling(self.fd, FL_READ)
+                    or self.completion_reads and not self._paused):
                 info.append('read=polling')
             else:
                 info.append('read=idle')
@@ -582,7 +592,7 @@ cdef class SelectorTransportBase(FlowControlTransport):
         if self._closing:
             return
         self._closing = True
-        self._loop.remove_fd(self.fd_obj, FL_READ)
+        self.stop_reading_c(False)
         if not self.buffer_size_c():
             self._conn_lost += 1
             self._loop.remove_fd(self.fd_obj, FL_WRITE)

@@ -34,9 +34,14 @@
 /* The caller does not know the fd's current mask (Python-level Poller.modify). */
 #define FL_UNKNOWN (-1)
 
+/* io_uring only (poll_uring.h): a receive completed on fd; `res` and `bid` say how. */
+#define FL_RECV 4
+
 typedef struct {
     int fd;
     int events;
+    int res;    /* FL_RECV: bytes received, 0 at EOF, or -errno */
+    int bid;    /* FL_RECV with res > 0: the buffer holding them */
 } fl_event;
 
 /* time.monotonic() without a Python call: the same clock CPython reads (CLOCK_MONOTONIC;

@@ -46,6 +46,26 @@
  *   once (unless another fd refers to it). Transports always remove first.
  * - After fork() the child shares the parent's rings (MAP_SHARED): it must never
  *   submit on an inherited ring, only unmap it and close its fd (fork.pyx).
+ *
+ * Stage two, completion-model reads for stream sockets (Linux 6.0+; otherwise they
+ * poll as above):
+ *
+ * - A multishot receive (IORING_OP_RECV, IORING_RECV_MULTISHOT) stays armed and
+ *   posts one completion per arrival, the data already copied into a buffer the
+ *   kernel took from a provided-buffer ring (IORING_REGISTER_PBUF_RING) shared by
+ *   every socket of the loop: no recv() system call, no re-arm, and an idle
+ *   connection holds no buffer. IORING_CQE_F_MORE says the request is still armed;
+ *   its last completion comes without it (EOF, an error, a cancel, or -ENOBUFS when
+ *   the ring ran dry, after which it is armed again).
+ * - The loop copies each buffer out and gives it back within the iteration that
+ *   reaped it, before the next submission, so the ring refills every iteration.
+ * - Pausing cancels the request (IORING_OP_ASYNC_CANCEL), but data it received
+ *   before the cancel took effect still completes and must be kept: the request's
+ *   generation stays until its last completion. Closing drops it instead: the
+ *   generation moves on, and late completions are stale, their buffers returned.
+ * - One request per socket at a time: a resume while a cancel is in flight arms
+ *   the next request when the last completion of the old one arrives.
+ * - user_data of a receive has bit 63 set; generations are 31 bits.
  */
 #if defined(__linux__)
 #  include "uring_abi.h"
@@ -65,11 +85,23 @@
 #define FL_URING_ENTRIES 1024
 /* user_data of removal requests, whose own completions are dropped. */
 #define FL_URING_REMOVAL 0
+/* user_data bit of receive requests (stage two). */
+#define FL_URING_RECV_TAG (1ULL << 63)
+/* The receive buffers: a power of two of them, each as large as one completion may
+ * fill. Anonymous memory, so only buffers the kernel has written to take RAM. */
+#define FL_URING_NBUFS 256
+#define FL_URING_BUF_SIZE 65536
+#define FL_URING_BGID 0
 
 typedef struct {
     uint32_t gen;        /* generation of the armed request, in its user_data */
     uint8_t want;        /* FL_READ|FL_WRITE the loop asked for */
     uint8_t armed;       /* mask of the request in the kernel (or queued); 0: none */
+    /* Stage two: the multishot receive on this fd. */
+    uint8_t rwant;       /* the transport reads */
+    uint8_t rarmed;      /* a receive is in the kernel (or queued) */
+    uint8_t rcancel;     /* ... and its cancel too */
+    uint32_t rgen;       /* generation of that receive */
 } fl_uring_fd;
 
 typedef struct {
@@ -83,6 +115,11 @@ typedef struct {
     struct fl_uring_cqe *cqes;
     fl_uring_fd *fds;
     int nfds;
+    /* Stage two; recv_ok is 0 where the kernel lacks it (reads then poll). */
+    int recv_ok;
+    struct fl_uring_buf *br;    /* the provided-buffer ring */
+    char *bufs;                 /* FL_URING_NBUFS buffers of FL_URING_BUF_SIZE */
+    uint16_t br_tail;
 } fl_uring;
 
 static int fl_sys_uring_setup(unsigned entries, struct fl_uring_params *p)
@@ -98,6 +135,13 @@ static int fl_sys_uring_enter(int fd, unsigned submit, unsigned min_complete,
 
 static void fl_uring_unmap(fl_uring *u)
 {
+    if (u->br != NULL)
+        munmap(u->br, FL_URING_NBUFS * sizeof(struct fl_uring_buf));
+    if (u->bufs != NULL)
+        munmap(u->bufs, (size_t)FL_URING_NBUFS * FL_URING_BUF_SIZE);
+    u->br = NULL;
+    u->bufs = NULL;
+    u->recv_ok = 0;
     if (u->sqes != NULL && u->sqes != MAP_FAILED)
         munmap(u->sqes, u->sqes_size);
     if (u->cq_map != NULL && u->cq_map != MAP_FAILED && u->cq_map != u->sq_map)
@@ -124,8 +168,14 @@ static void fl_uring_close(fl_uring *u)
     errno = saved;
 }
 
-/* Can this kernel run every opcode we submit? 0, or -1 with errno and *why. */
-static int fl_uring_probe_ops(int ring_fd, const char **why)
+static int fl_uring_supports(struct fl_uring_probe *probe, int op)
+{
+    return op <= probe->last_op && (probe->ops[op].flags & FL_IO_URING_OP_SUPPORTED);
+}
+
+/* Can this kernel run every opcode we submit? 0, or -1 with errno and *why.
+ * Sets *recv_ops when it also has what completion reads need (Linux 6.0+). */
+static int fl_uring_probe_ops(int ring_fd, const char **why, int *recv_ops)
 {
     static const int needed[] = {FL_IORING_OP_POLL_ADD, FL_IORING_OP_POLL_REMOVE};
     size_t size = sizeof(struct fl_uring_probe) + 256 * sizeof(struct fl_uring_probe_op);
@@ -139,9 +189,11 @@ static int fl_uring_probe_ops(int ring_fd, const char **why)
         free(probe);
         return -1;
     }
+    *recv_ops = fl_uring_supports(probe, FL_IORING_OP_RECV)
+                && fl_uring_supports(probe, FL_IORING_OP_ASYNC_CANCEL)
+                && fl_uring_supports(probe, FL_IORING_OP_SEND_ZC);
     for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++) {
-        int op = needed[i];
-        if (op > probe->last_op || !(probe->ops[op].flags & FL_IO_URING_OP_SUPPORTED)) {
+        if (!fl_uring_supports(probe, needed[i])) {
             *why = "the kernel lacks the poll opcodes (IORING_OP_POLL_ADD, _REMOVE)";
             free(probe);
             errno = EOPNOTSUPP;
@@ -150,6 +202,55 @@ static int fl_uring_probe_ops(int ring_fd, const char **why)
     }
     free(probe);
     return 0;
+}
+
+/* Give buffer `bid` back to the kernel's ring. */
+static void fl_uring_buf_give(fl_uring *u, int bid)
+{
+    struct fl_uring_buf *b = &u->br[u->br_tail & (FL_URING_NBUFS - 1)];
+    b->addr = (uint64_t)(uintptr_t)(u->bufs + (size_t)bid * FL_URING_BUF_SIZE);
+    b->len = FL_URING_BUF_SIZE;
+    b->bid = (uint16_t)bid;
+    u->br_tail++;
+    __atomic_store_n((uint16_t *)((char *)u->br + 14), u->br_tail, __ATOMIC_RELEASE);
+}
+
+static const char *fl_uring_buf(fl_uring *u, int bid)
+{
+    return u->bufs + (size_t)bid * FL_URING_BUF_SIZE;
+}
+
+/* Register the receive buffers; on failure completion reads are off (recv_ok 0). */
+static void fl_uring_setup_recv(fl_uring *u)
+{
+    struct fl_uring_buf_reg reg;
+    size_t ring_size = FL_URING_NBUFS * sizeof(struct fl_uring_buf);
+    u->br = mmap(NULL, ring_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    u->bufs = mmap(NULL, (size_t)FL_URING_NBUFS * FL_URING_BUF_SIZE, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (u->br == MAP_FAILED || u->bufs == MAP_FAILED)
+        goto fail;
+    memset(&reg, 0, sizeof(reg));
+    reg.ring_addr = (uint64_t)(uintptr_t)u->br;
+    reg.ring_entries = FL_URING_NBUFS;
+    reg.bgid = FL_URING_BGID;
+    if (syscall(__NR_io_uring_register, u->ring_fd, FL_IORING_REGISTER_PBUF_RING, &reg, 1) < 0)
+        goto fail;
+    for (int i = 0; i < FL_URING_NBUFS; i++)
+        fl_uring_buf_give(u, i);
+    u->recv_ok = 1;
+    return;
+fail:
+    if (u->br == MAP_FAILED)
+        u->br = NULL;
+    if (u->bufs == MAP_FAILED)
+        u->bufs = NULL;
+    if (u->br != NULL)
+        munmap(u->br, ring_size);
+    if (u->bufs != NULL)
+        munmap(u->bufs, (size_t)FL_URING_NBUFS * FL_URING_BUF_SIZE);
+    u->br = NULL;
+    u->bufs = NULL;
 }
 
 /* A new ring. 0, or -1 with errno set and *why naming the step that failed. */
@@ -182,7 +283,8 @@ static int fl_uring_open(fl_uring *u, const char **why)
         errno = EOPNOTSUPP;
         goto fail;
     }
-    if (fl_uring_probe_ops(u->ring_fd, why) < 0)
+    int recv_ops = 0;
+    if (fl_uring_probe_ops(u->ring_fd, why, &recv_ops) < 0)
         goto fail;
     u->sq_map_size = p.sq_off.array + p.sq_entries * sizeof(unsigned);
     u->cq_map_size = p.cq_off.cqes + p.cq_entries * sizeof(struct fl_uring_cqe);
@@ -222,6 +324,8 @@ static int fl_uring_open(fl_uring *u, const char **why)
     /* Entry i of the submission array always names sqe i: we fill them in order. */
     for (unsigned i = 0; i < p.sq_entries; i++)
         u->sq_array[i] = i;
+    if (recv_ops && getenv("FASTLOOP_URING_NO_RECV") == NULL)
+        fl_uring_setup_recv(u);
     return 0;
 fail:
     fl_uring_close(u);
@@ -314,7 +418,7 @@ static int fl_uring_disarm(fl_uring *u, int fd)
     sqe->addr = fl_uring_data(fd, f->gen);
     sqe->user_data = FL_URING_REMOVAL;
     f->armed = 0;
-    f->gen = f->gen + 1 ? f->gen + 1 : 1;  /* never 0: user_data 0 is a removal */
+    f->gen = (f->gen + 1) & 0x7fffffff ? f->gen + 1 : 1;  /* 31 bits, never 0 (removal) */
     return 0;
 }
 
@@ -331,9 +435,8 @@ static int fl_uring_grow(fl_uring *u, int fd)
         return -1;
     }
     for (int i = u->nfds; i < n; i++) {
+        memset(&fds[i], 0, sizeof(fds[i]));
         fds[i].gen = 1;
-        fds[i].want = 0;
-        fds[i].armed = 0;
     }
     u->fds = fds;
     u->nfds = n;
@@ -376,6 +479,98 @@ static int fl_uring_ctl(fl_uring *u, int fd, int old_events, int new_events)
     return fl_uring_arm(u, fd, new_events);
 }
 
+static uint64_t fl_uring_recv_data(int fd, uint32_t rgen)
+{
+    return FL_URING_RECV_TAG | fl_uring_data(fd, rgen);
+}
+
+static int fl_uring_recv_arm(fl_uring *u, int fd)
+{
+    struct fl_uring_sqe *sqe = fl_uring_sqe(u);
+    if (sqe == NULL)
+        return -1;
+    fl_uring_fd *f = &u->fds[fd];
+    sqe->opcode = FL_IORING_OP_RECV;
+    sqe->fd = fd;
+    sqe->flags = FL_IOSQE_BUFFER_SELECT;
+    sqe->ioprio = FL_IORING_RECV_MULTISHOT;
+    sqe->buf_index = FL_URING_BGID;
+    sqe->user_data = fl_uring_recv_data(fd, f->rgen);
+    f->rarmed = 1;
+    f->rcancel = 0;
+    return 0;
+}
+
+static int fl_uring_recv_cancel(fl_uring *u, int fd)
+{
+    struct fl_uring_sqe *sqe = fl_uring_sqe(u);
+    if (sqe == NULL)
+        return -1;
+    sqe->opcode = FL_IORING_OP_ASYNC_CANCEL;
+    sqe->fd = -1;
+    sqe->addr = fl_uring_recv_data(fd, u->fds[fd].rgen);
+    sqe->user_data = FL_URING_REMOVAL;
+    u->fds[fd].rcancel = 1;
+    return 0;
+}
+
+/* Completion reads on fd: start (want 1) or stop them (want 0). Stopping with
+ * `discard` drops what the current request has yet to report (the transport is
+ * closing); without it, that still comes (a pause). The requests go with the next
+ * wait. 0, or -1 with errno. */
+static int fl_uring_recv_ctl(fl_uring *u, int fd, int want, int discard)
+{
+    if (fl_uring_grow(u, fd) < 0)
+        return -1;
+    fl_uring_fd *f = &u->fds[fd];
+    f->rwant = (uint8_t)want;
+    if (discard && f->rarmed) {
+        int cancel = !f->rcancel;
+        if (cancel && fl_uring_recv_cancel(u, fd) < 0)
+            return -1;
+        f->rarmed = 0;
+        f->rgen = (f->rgen + 1) & 0x7fffffff;
+        /* At once: the request holds the socket, which the caller closes next. */
+        if (cancel && !want && fl_uring_enter(u, 0, 0) < 0)
+            return -1;
+    }
+    if (want && !f->rarmed)
+        return fl_uring_recv_arm(u, fd);
+    if (!want && f->rarmed && !f->rcancel)
+        return fl_uring_recv_cancel(u, fd);
+    return 0;
+}
+
+/* A receive's completion: reported in *out (1), or handled here (0: stale, its
+ * buffer returned; a cancel; a dry buffer ring, the receive armed again). */
+static int fl_uring_recv_reaped(fl_uring *u, uint64_t data, int res, unsigned flags,
+                                fl_event *out)
+{
+    int fd = (int)(uint32_t)data;
+    int bid = (flags & FL_IORING_CQE_F_BUFFER) ? (int)(flags >> FL_IORING_CQE_BUFFER_SHIFT) : -1;
+    fl_uring_fd *f = fd < u->nfds ? &u->fds[fd] : NULL;
+    if (f == NULL || (uint32_t)(data >> 32 & 0x7fffffff) != f->rgen || !f->rarmed) {
+        if (bid >= 0)
+            fl_uring_buf_give(u, bid);
+        return 0;
+    }
+    if (!(flags & FL_IORING_CQE_F_MORE)) {
+        /* The request's last completion: EOF and errors end reading. */
+        f->rarmed = f->rcancel = 0;
+        if (res == 0 || (res < 0 && res != -ENOBUFS && res != -ECANCELED))
+            f->rwant = 0;
+        else if (f->rwant && fl_uring_recv_arm(u, fd) < 0)
+            return -1;
+    }
+    if (res == -ENOBUFS || res == -ECANCELED)
+        return 0;
+    out->fd = fd;
+    out->events = FL_RECV;
+    out->res = res;
+    out->bid = bid;
+    return 1;
+}
+
 static void fl_uring_forget(fl_uring *u, int fd)
 {
     int saved = errno;
@@ -396,6 +591,15 @@ static int fl_uring_reap(fl_uring *u, fl_event *out, int max)
         head++;
         if (data == FL_URING_REMOVAL)
             continue;
+        if (data & FL_URING_RECV_TAG) {
+            int r = fl_uring_recv_reaped(u, data, res, cqe->flags, &out[n]);
+            if (r < 0) {
+                __atomic_store_n(u->cq_head, head, __ATOMIC_RELEASE);
+                return -1;
+            }
+            n += r;
+            continue;
+        }
         int fd = (int)(uint32_t)data;
         if (fd >= u->nfds)
             continue;
@@ -457,11 +661,13 @@ static int fl_uring_wait(fl_uring *u, fl_event *out, int max, int timeout_ms)
 
 typedef struct {
     int ring_fd;
+    int recv_ok;
 } fl_uring;
 
 static int fl_uring_open(fl_uring *u, const char **why)
 {
     u->ring_fd = -1;
+    u->recv_ok = 0;
 #ifdef __linux__
     *why = "fastloop does not know io_uring's system calls on this architecture";
 #else
@@ -474,5 +680,8 @@ static void fl_uring_close(fl_uring *u) { u->ring_fd = -1; }
 static int fl_uring_ctl(fl_uring *u, int fd, int o, int n) { errno = ENOSYS; return -1; }
 static void fl_uring_forget(fl_uring *u, int fd) {}
 static int fl_uring_wait(fl_uring *u, fl_event *out, int max, int t) { errno = ENOSYS; return -1; }
+static int fl_uring_recv_ctl(fl_uring *u, int fd, int w, int d) { errno = ENOSYS; return -1; }
+static void fl_uring_buf_give(fl_uring *u, int bid) {}
+static const char *fl_uring_buf(fl_uring *u, int bid) { return NULL; }
 
 #endif

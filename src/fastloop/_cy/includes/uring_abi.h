@@ -51,11 +51,11 @@ struct fl_uring_sqe {
     uint16_t ioprio;
     int32_t fd;
     uint64_t off;
-    uint64_t addr;          /* POLL_REMOVE: the user_data of the request to remove */
+    uint64_t addr;          /* POLL_REMOVE, ASYNC_CANCEL: the user_data of the target */
     uint32_t len;
     uint32_t op_flags;      /* POLL_ADD: the poll mask (poll32_events) */
     uint64_t user_data;
-    uint16_t buf_index;
+    uint16_t buf_index;     /* RECV with IOSQE_BUFFER_SELECT: the buffer group */
     uint16_t personality;
     int32_t file_index;
     uint64_t addr3;
@@ -81,6 +81,23 @@ struct fl_uring_probe {
     uint16_t resv;
     uint32_t resv2[3];
     struct fl_uring_probe_op ops[];
+};
+
+/* A provided-buffer ring (IORING_REGISTER_PBUF_RING): entries the kernel takes
+ * receive buffers from. Its tail is the 16 bits at offset 14, over bufs[0].resv. */
+struct fl_uring_buf {
+    uint64_t addr;
+    uint32_t len;
+    uint16_t bid;
+    uint16_t resv;
+};
+
+struct fl_uring_buf_reg {
+    uint64_t ring_addr;
+    uint32_t ring_entries;
+    uint16_t bgid;
+    uint16_t flags;
+    uint64_t resv[3];
 };
 
 struct fl_uring_timespec {
@@ -113,8 +130,18 @@ enum {
 
     FL_IORING_OP_POLL_ADD = 6,
     FL_IORING_OP_POLL_REMOVE = 7,
+    FL_IORING_OP_ASYNC_CANCEL = 14,
+    FL_IORING_OP_RECV = 27,
+    FL_IORING_OP_SEND_ZC = 47,      /* probed only: it came with multishot receive (6.0) */
+
+    FL_IOSQE_BUFFER_SELECT = 1u << 5,
+    FL_IORING_RECV_MULTISHOT = 1u << 1,
+    FL_IORING_CQE_F_BUFFER = 1u << 0,
+    FL_IORING_CQE_F_MORE = 1u << 1,
+    FL_IORING_CQE_BUFFER_SHIFT = 16,
 
     FL_IORING_REGISTER_PROBE = 8,
+    FL_IORING_REGISTER_PBUF_RING = 22,
     FL_IO_URING_OP_SUPPORTED = 1u << 0,
 };
 
@@ -159,6 +186,22 @@ FL_SAME(FL_IORING_ENTER_EXT_ARG, IORING_ENTER_EXT_ARG);
 FL_SAME(FL_IORING_FEAT_EXT_ARG, IORING_FEAT_EXT_ARG);
 FL_SAME(sizeof(struct fl_uring_getevents_arg), sizeof(struct io_uring_getevents_arg));
 FL_SAME(offsetof(struct fl_uring_getevents_arg, ts), offsetof(struct io_uring_getevents_arg, ts));
+#    endif
+#    ifdef IORING_RECV_MULTISHOT  /* Linux 6.0 */
+FL_SAME(FL_IORING_OP_ASYNC_CANCEL, IORING_OP_ASYNC_CANCEL);
+FL_SAME(FL_IORING_OP_RECV, IORING_OP_RECV);
+FL_SAME(FL_IORING_OP_SEND_ZC, IORING_OP_SEND_ZC);
+FL_SAME(FL_IOSQE_BUFFER_SELECT, IOSQE_BUFFER_SELECT);
+FL_SAME(FL_IORING_RECV_MULTISHOT, IORING_RECV_MULTISHOT);
+FL_SAME(FL_IORING_CQE_F_BUFFER, IORING_CQE_F_BUFFER);
+FL_SAME(FL_IORING_CQE_F_MORE, IORING_CQE_F_MORE);
+FL_SAME(FL_IORING_CQE_BUFFER_SHIFT, IORING_CQE_BUFFER_SHIFT);
+FL_SAME(FL_IORING_REGISTER_PBUF_RING, IORING_REGISTER_PBUF_RING);
+FL_SAME(sizeof(struct fl_uring_buf), sizeof(struct io_uring_buf));
+FL_SAME(sizeof(struct fl_uring_buf_reg), sizeof(struct io_uring_buf_reg));
+FL_SAME(offsetof(struct fl_uring_sqe, buf_index), offsetof(struct io_uring_sqe, buf_group));
+FL_SAME(offsetof(struct fl_uring_sqe, ioprio), offsetof(struct io_uring_sqe, ioprio));
+FL_SAME(offsetof(struct io_uring_buf_ring, tail), 14);
 #    endif
 #    ifdef IORING_SQ_TASKRUN  /* Linux 5.19 */
 FL_SAME(FL_IORING_SETUP_COOP_TASKRUN, IORING_SETUP_COOP_TASKRUN);
