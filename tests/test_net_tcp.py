@@ -271,6 +271,20 @@ def test_write_after_write_eof_raises(loop, net):
         tr.write(b"x")
 
 
+# Up to 3.11 asyncio's writelines() joins the buffers and calls write(): its errors
+# are write()'s, and a list holding something not bytes-like fails the join first.
+_WRITELINES = "writelines" if sys.version_info >= (3, 12) else "write"
+
+
+def test_writelines_after_write_eof_raises_as_asyncio_does(loop, net):
+    tr, client, server = _pair(net)
+    tr.write_eof()
+    with pytest.raises(RuntimeError, match=rf"Cannot call {_WRITELINES}\(\) after write_eof\(\)"):
+        tr.writelines([b"x", b"y"])
+    with pytest.raises(TypeError if _WRITELINES == "write" else RuntimeError):
+        tr.writelines(["not bytes"])
+
+
 def test_write_after_close_is_ignored_then_warned(loop, net, caplog):
     tr, client, server = _pair(net)
     tr.close()

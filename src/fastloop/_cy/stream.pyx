@@ -315,6 +315,11 @@ cdef class SocketTransport(SelectorTransportBase):
 
     def writelines(self, list_of_data):
         """Queue every buffer, then send them together (asyncio 3.12's behaviour)."""
+        if not PY312:
+            # asyncio 3.10 and 3.11 join and write(): their errors name write(), and
+            # an item that is not bytes-like fails the join before anything else.
+            self.write(b''.join(list_of_data))
+            return
         if self._eof:
             raise RuntimeError('Cannot call writelines() after write_eof()')
         if self._empty_waiter is not None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .transport import (
     _CONNLOST_LOG,
+    _PY312,
     SC_IOV_MAX,
     _asyncio_twin,
     _BufferedProtocol,
@@ -209,6 +210,11 @@ class SocketTransport(_SocketBase):
 
     def writelines(self, list_of_data: Iterable[ReadableBuffer]) -> None:
         """Queue every buffer, then flush once (sendmsg gathers them)."""
+        if not _PY312:
+            # asyncio 3.10 and 3.11 join and write(): their errors name write(), and
+            # an item that is not bytes-like fails the join before anything else.
+            self.write(b"".join(list_of_data))
+            return
         if self._eof or self._empty_waiter is not None:
             self._check_writable("writelines")
         if not list_of_data:
