@@ -285,6 +285,14 @@ def test_writelines_after_write_eof_raises_as_asyncio_does(loop, net):
         tr.writelines(["not bytes"])
 
 
+def test_writelines_checks_its_items_even_after_close(loop, net):
+    tr, client, server = _pair(net)
+    tr.close()
+    net.until(lambda: client.lost.done())
+    with pytest.raises(TypeError):  # asyncio's memoryview() (3.12+) or join (3.10, 3.11)
+        tr.writelines([b"fine", "not bytes"])
+
+
 def test_write_after_close_is_ignored_then_warned(loop, net, caplog):
     tr, client, server = _pair(net)
     tr.close()

@@ -326,21 +326,19 @@ cdef class SocketTransport(SelectorTransportBase):
             raise RuntimeError('unable to writelines; sendfile is in progress')
         if not list_of_data:
             return
+        items = []
+        for data in list_of_data:
+            # memoryview(): asyncio's check and error for a non-buffer, which it
+            # makes of every item even on a closed transport.
+            items.append(data if PyBytes_Check(data) else memoryview(data))
         if self._conn_lost:
             self.drop_write()
             return
-        items = []
-        for data in list_of_data:
-            if PyBytes_Check(data):
-                items.append(data)
-                continue
-            # memoryview(): asyncio's check and error for a non-buffer.
-            data = memoryview(data)
-            if not (<memoryview>data).c_contiguous:
+        for data in items:
+            if not PyBytes_Check(data) and not (<memoryview>data).c_contiguous:
                 # asyncio's writelines sends at once, and sendmsg() refuses the lot.
                 self.fail_write(contiguity_error(data))
                 return
-            items.append(data)
         cdef bint was_idle = not self.wsize
         # Empty items are dropped: they would stay queued forever (asyncio spins).
         for data in items:

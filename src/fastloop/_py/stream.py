@@ -219,11 +219,13 @@ class SocketTransport(_SocketBase):
             self._check_writable("writelines")
         if not list_of_data:
             return
+        # Every item is checked first: asyncio's memoryview() of each raises even
+        # on a closed transport.
+        items = [_unsent(data, 0) for data in list_of_data]
         if self._conn_lost:
             self._drop_write()
             return
         # Empty items are dropped: they would stay queued forever (asyncio spins).
-        items = [_unsent(data, 0) for data in list_of_data]
         items = [item for item in items if item]
         if not items:
             return
