@@ -2,10 +2,11 @@
 
 A program is a tree of callbacks drawn by hypothesis. Each callback logs its name,
 then acts: it schedules children (call_soon, call_soon_threadsafe from the loop's own
-thread, call_at, call_later), cancels an earlier handle, task or future, stops the
-loop, makes a future that a later callback resolves (result, exception or cancel),
-starts a task (which logs, sleeps 0, awaits futures), or raises. Everything such a
-program does has one order that asyncio defines, so every loop must log the same.
+thread, call_at, call_later, call_at a time already past), cancels an earlier
+handle, task or future, stops the loop, makes a future that a later callback
+resolves (result, exception or cancel), starts a task (which logs, sleeps 0, awaits
+futures), or raises. Everything such a program does has one order that asyncio
+defines, so every loop must log the same.
 
 Timers sit on a grid of SLOT seconds after the program's start, each slot used at
 most once (stock asyncio does not order equal deadlines), and a timer is only ever
@@ -36,7 +37,7 @@ class Node:
     """A callback: its name, how it is scheduled, and what it does when it runs."""
 
     name: str
-    how: str = "soon"  # soon, threadsafe, at, later
+    how: str = "soon"  # soon, threadsafe, at, later, past
     slot: int = 0  # the timer slot it runs in (its scheduler's for soon/threadsafe)
     actions: list = field(default_factory=list)
     resolves: tuple | None = None  # (future name, "result" | "exception" | "cancel")
@@ -62,7 +63,7 @@ class _Builder:
         """A callback scheduled by one that runs in `slot`; None past MAX_NODES."""
         if len(self.nodes) >= MAX_NODES:
             return None
-        how = self.draw(st.sampled_from(["soon", "threadsafe", "at", "later"]))
+        how = self.draw(st.sampled_from(["soon", "threadsafe", "at", "later", "past"]))
         if how in ("at", "later"):
             later = [s for s in self.free_slots if s > slot]
             if later:
@@ -155,6 +156,10 @@ class Runner:
             handle = loop.call_soon_threadsafe(self.run_node, node)
         elif node.how == "at":
             handle = loop.call_at(self.t0 + node.slot * SLOT, self.run_node, node)
+        elif node.how == "past":
+            # Due at once, behind what is ready; a deadline of its own (the later the
+            # node, the earlier), since asyncio does not order equal ones.
+            handle = loop.call_at(self.t0 - 1 - int(node.name[2:]) * SLOT, self.run_node, node)
         else:
             delay = self.t0 + node.slot * SLOT - loop.time()
             handle = loop.call_later(delay, self.run_node, node)

@@ -16,6 +16,10 @@ a long session draws more:
 
     FASTLOOP_FUZZ_EXAMPLES=5000 pytest tests/test_fuzz.py -p no:cacheprovider
 
+(each test's timeout grows with it, a second a program; FASTLOOP_BACKEND=io_uring
+fuzzes the io_uring transports). A failure prints the shrunk program and a
+@reproduce_failure line that replays it.
+
 A difference is either a fastloop bug (fixed, with a regression test in the test file
 of its subject) or something asyncio does not define, which the program's family then
 leaves out of its log, saying why.
@@ -29,13 +33,16 @@ import pytest
 
 pytest.importorskip("hypothesis", reason="the fuzz tests need hypothesis (the test extra)")
 
-from hypothesis import given  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
 
 import fuzz_calls  # noqa: E402
 import fuzz_datagrams  # noqa: E402
 import fuzz_streams  # noqa: E402
 import fuzz_transports  # noqa: E402
 from helpers import CORE_KINDS, loop_class  # noqa: E402
+
+# pyproject's 120 s a test is for the default 40 programs: a long session has longer.
+pytestmark = pytest.mark.timeout(max(120, settings.default.max_examples))
 
 # Runs of one comparison, at most, until the machine leaves a timing-bound run alone.
 ATTEMPTS = 4
