@@ -1,5 +1,7 @@
 # Stream transports: TCP and Unix stream sockets (transport.pyx has the bases).
 
+from types import SimpleNamespace as types_SimpleNamespace
+
 cdef str write_type_error():
     """The start of the TypeError asyncio's stream write() raises for a non-buffer.
 
@@ -17,6 +19,24 @@ cdef str write_type_error():
 
 
 cdef str WRITE_TYPE_ERROR = write_type_error()
+
+
+cdef bint writelines_checks_lost_items():
+    """Whether asyncio's writelines() checks its items on a lost connection too.
+
+    3.12's makes a memoryview() of each before it looks at the connection; later
+    releases (3.14, some of 3.13) drop the write first. The running asyncio is asked,
+    with a stand-in whose connection is lost and an item that is not bytes-like.
+    """
+    lost = types_SimpleNamespace(_eof=False, _empty_waiter=None, _conn_lost=1, _buffer=[])
+    try:
+        asyncio.selector_events._SelectorSocketTransport.writelines(lost, [None])
+    except TypeError:
+        return True
+    return False
+
+
+cdef bint WRITELINES_CHECKS_LOST = PY312 and writelines_checks_lost_items()
 
 
 @cython.final
@@ -326,19 +346,24 @@ cdef class SocketTransport(SelectorTransportBase):
             raise RuntimeError('unable to writelines; sendfile is in progress')
         if not list_of_data:
             return
-        items = []
-        for data in list_of_data:
-            # memoryview(): asyncio's check and error for a non-buffer, which it
-            # makes of every item even on a closed transport.
-            items.append(data if PyBytes_Check(data) else memoryview(data))
         if self._conn_lost:
+            if WRITELINES_CHECKS_LOST:
+                for data in list_of_data:
+                    memoryview(data)  # asyncio's check, which raises TypeError
             self.drop_write()
             return
-        for data in items:
-            if not PyBytes_Check(data) and not (<memoryview>data).c_contiguous:
+        items = []
+        for data in list_of_data:
+            if PyBytes_Check(data):
+                items.append(data)
+                continue
+            # memoryview(): asyncio's check and error for a non-buffer.
+            data = memoryview(data)
+            if not (<memoryview>data).c_contiguous:
                 # asyncio's writelines sends at once, and sendmsg() refuses the lot.
                 self.fail_write(contiguity_error(data))
                 return
+            items.append(data)
         cdef bint was_idle = not self.wsize
         # Empty items are dropped: they would stay queued forever (asyncio spins).
         for data in items:

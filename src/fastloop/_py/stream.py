@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import types
 from asyncio import base_events as aio_base_events
 from asyncio import constants as aio_constants
 from asyncio import selector_events as aio_selector_events
@@ -47,6 +48,24 @@ def _write_type_error() -> str:
 
 
 _WRITE_TYPE_ERROR = _write_type_error()
+
+
+def _writelines_checks_lost_items() -> bool:
+    """Whether asyncio's writelines() checks its items on a lost connection too.
+
+    3.12's makes a memoryview() of each before it looks at the connection; later
+    releases (3.14, some of 3.13) drop the write first. The running asyncio is asked,
+    with a stand-in whose connection is lost and an item that is not bytes-like.
+    """
+    lost = types.SimpleNamespace(_eof=False, _empty_waiter=None, _conn_lost=1, _buffer=[])
+    try:
+        aio_selector_events._SelectorSocketTransport.writelines(lost, [None])  # type: ignore[attr-defined]
+    except TypeError:
+        return True
+    return False
+
+
+_WRITELINES_CHECKS_LOST = _PY312 and _writelines_checks_lost_items()
 
 
 class SocketTransport(_SocketBase):
@@ -219,13 +238,14 @@ class SocketTransport(_SocketBase):
             self._check_writable("writelines")
         if not list_of_data:
             return
-        # Every item is checked first: asyncio's memoryview() of each raises even
-        # on a closed transport.
-        items = [_unsent(data, 0) for data in list_of_data]
         if self._conn_lost:
+            if _WRITELINES_CHECKS_LOST:
+                for data in list_of_data:
+                    memoryview(data)  # asyncio's check, which raises TypeError
             self._drop_write()
             return
         # Empty items are dropped: they would stay queued forever (asyncio spins).
+        items = [_unsent(data, 0) for data in list_of_data]
         items = [item for item in items if item]
         if not items:
             return
