@@ -3,21 +3,25 @@
 A program opens two datagram endpoints on 127.0.0.1, the first one connected to the
 second or not, then takes steps: each is one call on one endpoint's transport
 (sendto to the peer, to no address, to another address, to a port nobody listens
-on; sendto with something not bytes; close, abort, pause_reading, write and the
-other stream calls a datagram transport refuses, ...), after which the loop runs
+on, to the very address object of the last datagram received; sendto with
+something not bytes; close, abort, pause_reading, write and the other stream calls
+a datagram transport refuses, ...), after which the loop runs
 until nothing more happens. Each side logs what its calls return or raise and what
 its protocol is told: datagrams (their size and checksum, and whether they came
 from the peer), error_received, connection_lost.
 
 Loopback datagrams arrive whole and in order, and the ICMP error of a port nobody
-listens on comes back within the send, so all of that is compared; only the peer's
-address (a port that differs from run to run) is logged as "peer" instead.
+listens on comes back within the send, so all of that is compared; only addresses
+(ports that differ from run to run) are logged by name ("peer", "self"). On 3.10,
+where asyncio's datagram transport cannot pause reading and fastloop's can, the
+calls that pause, resume and ask are left out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 import zlib
 from dataclasses import dataclass
 
@@ -97,6 +101,10 @@ class Endpoint(Caller, asyncio.DatagramProtocol):
             else:
                 addr = {name: addr for addr, name in self.addresses.items()}.get(target)
             return transport.sendto(data, addr)
+        if name in ("pause_reading", "resume_reading", "is_reading") and sys.version_info < (3, 11):
+            # asyncio 3.10's datagram transport raises NotImplementedError; fastloop's
+            # cores have them there too, on purpose (test_net_udp says so).
+            return "not called on 3.10"
         if name in ("write", "writelines"):
             return getattr(transport, name)([b"x"] if name == "writelines" else b"x")
         if name == "extra":
