@@ -38,7 +38,8 @@ else:
     # for a long one. Every example starts loops and sockets and may wait on timers,
     # hence no deadline and no complaint that generation is slow next to it; no
     # example database, and hypothesis's caches under the temporary directory, so that
-    # a run writes nothing into the checkout.
+    # a run writes nothing into the checkout. The function-scoped fixture the fuzz
+    # tests get is _restore_policy below (autouse), which no example needs afresh.
     hypothesis.configuration.set_hypothesis_home_dir(
         os.path.join(tempfile.gettempdir(), f"fastloop-hypothesis-{os.getuid()}"))
     hypothesis.settings.register_profile(
