@@ -15,6 +15,7 @@ import asyncio
 import gc
 import os
 import sys
+import tempfile
 import threading
 import warnings
 
@@ -26,6 +27,33 @@ try:
     import fastloop  # noqa: F401
 except ImportError:  # a source checkout run without PYTHONPATH=src
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "src"))
+
+try:
+    import hypothesis
+    import hypothesis.configuration
+except ImportError:  # tests/test_fuzz.py skips, saying so
+    pass
+else:
+    # tests/test_fuzz.py: a bounded run in CI, FASTLOOP_FUZZ_EXAMPLES examples per test
+    # for a long one. Every example starts loops and sockets and may wait on timers,
+    # hence no deadline and no complaint that generation is slow next to it; no
+    # example database, and hypothesis's caches under the temporary directory, so that
+    # a run writes nothing into the checkout. The function-scoped fixture the fuzz
+    # tests get is _restore_policy below (autouse), which no example needs afresh.
+    hypothesis.configuration.set_hypothesis_home_dir(
+        os.path.join(tempfile.gettempdir(), f"fastloop-hypothesis-{os.getuid()}"))
+    hypothesis.settings.register_profile(
+        "ci",
+        max_examples=int(os.environ.get("FASTLOOP_FUZZ_EXAMPLES", "40")),
+        deadline=None,
+        database=None,
+        print_blob=True,
+        suppress_health_check=[
+            hypothesis.HealthCheck.too_slow,
+            hypothesis.HealthCheck.function_scoped_fixture,
+        ],
+    )
+    hypothesis.settings.load_profile("ci")
 
 if os.environ.get("FASTLOOP_BACKEND") == "io_uring":
     # Tests that compare the cores still make pure-Python loops, which fall back to

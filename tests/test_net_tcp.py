@@ -9,6 +9,7 @@ import os
 import socket
 import struct
 import sys
+import types
 
 import pytest
 
@@ -269,6 +270,44 @@ def test_write_after_write_eof_raises(loop, net):
     tr.write_eof()  # a second one is a no-op
     with pytest.raises(RuntimeError, match=r"Cannot call write\(\) after write_eof\(\)"):
         tr.write(b"x")
+
+
+# Up to 3.11 asyncio's writelines() joins the buffers and calls write(): its errors
+# are write()'s, and a list holding something not bytes-like fails the join first.
+_WRITELINES = "writelines" if sys.version_info >= (3, 12) else "write"
+
+
+def test_writelines_after_write_eof_raises_as_asyncio_does(loop, net):
+    tr, client, server = _pair(net)
+    tr.write_eof()
+    with pytest.raises(RuntimeError, match=rf"Cannot call {_WRITELINES}\(\) after write_eof\(\)"):
+        tr.writelines([b"x", b"y"])
+    with pytest.raises(TypeError if _WRITELINES == "write" else RuntimeError):
+        tr.writelines(["not bytes"])
+
+
+def _asyncio_checks_items_of_a_lost_writelines() -> bool:
+    """3.10 and 3.11 join the items first, 3.12 makes a memoryview() of each, later
+    releases (3.14, some of 3.13) drop the write first: ask the running asyncio."""
+    if sys.version_info < (3, 12):
+        return True
+    lost = types.SimpleNamespace(_eof=False, _empty_waiter=None, _conn_lost=1, _buffer=[])
+    try:
+        asyncio.selector_events._SelectorSocketTransport.writelines(lost, [None])
+    except TypeError:
+        return True
+    return False
+
+
+def test_writelines_on_a_lost_connection_checks_items_as_asyncio_does(loop, net):
+    tr, client, server = _pair(net)
+    tr.close()
+    net.until(lambda: client.lost.done())
+    if _asyncio_checks_items_of_a_lost_writelines():
+        with pytest.raises(TypeError):
+            tr.writelines([b"fine", "not bytes"])
+    else:
+        tr.writelines([b"fine", "not bytes"])  # dropped, as a write() would be
 
 
 def test_write_after_close_is_ignored_then_warned(loop, net, caplog):

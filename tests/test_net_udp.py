@@ -212,6 +212,31 @@ def test_close_and_abort_call_connection_lost_once(loop, net):
         assert proto.events == ["made", "lost"]
 
 
+def test_reply_after_close_never_reaches_a_socket_that_took_the_fd(loop, net):
+    # A reply to the address object datagram_received() gave, once the transport is
+    # closed: asyncio's sendto() fails on the socket it dropped (AttributeError), and
+    # nothing is sent, not even by the socket that now has the closed one's number.
+    server_tr, server = _endpoint(net, local_addr=("127.0.0.1", 0))
+    client_tr, client = _endpoint(net, local_addr=("127.0.0.1", 0))
+    client_tr.sendto(b"ping", server_tr.get_extra_info("sockname"))
+    net.until(lambda: server.received)
+    sender = server.received[0][1]
+    fd = server_tr.get_extra_info("socket").fileno()
+    server_tr.close()
+    net.run(server.lost)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as newcomer:
+        if newcomer.fileno() != fd:
+            os.dup2(newcomer.fileno(), fd)  # the closed fd's number, reused
+        try:
+            with pytest.raises(AttributeError):
+                server_tr.sendto(b"late reply", sender)
+        finally:
+            if newcomer.fileno() != fd:
+                os.close(fd)
+    run_briefly(loop, 3)
+    assert client.received == []
+
+
 def test_close_flushes_buffered_datagrams(loop, net):
     server_tr, server = _endpoint(net, local_addr=("127.0.0.1", 0))
     addr = server_tr.get_extra_info("sockname")

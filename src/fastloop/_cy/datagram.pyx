@@ -138,10 +138,12 @@ cdef class DatagramTransport(SelectorTransportBase):
                 aio_logger.warning('socket.send() raised exception.')
             self._conn_lost += 1
             return
-        if not self.dbuffer and PyBytes_CheckExact(data) and (
+        if not self.dbuffer and not self._conn_lost and PyBytes_CheckExact(data) and (
                 self.peername or (addr is not None and addr is self.peer_addr)):
             # Nothing waits, and the socket is connected or the address is the last
-            # sender's tuple, whose sockaddr is at hand: no tuple to parse.
+            # sender's tuple, whose sockaddr is at hand: no tuple to parse. Not once
+            # the transport is closing: its socket (self.fd) may be closed, its number
+            # even reused; the socket object's calls fail as asyncio's do.
             if self.peername:
                 n = fl_send(self.fd, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
             else:

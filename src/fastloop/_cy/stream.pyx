@@ -1,5 +1,7 @@
 # Stream transports: TCP and Unix stream sockets (transport.pyx has the bases).
 
+from types import SimpleNamespace as types_SimpleNamespace
+
 cdef str write_type_error():
     """The start of the TypeError asyncio's stream write() raises for a non-buffer.
 
@@ -17,6 +19,24 @@ cdef str write_type_error():
 
 
 cdef str WRITE_TYPE_ERROR = write_type_error()
+
+
+cdef bint writelines_checks_lost_items():
+    """Whether asyncio's writelines() checks its items on a lost connection too.
+
+    3.12's makes a memoryview() of each before it looks at the connection; later
+    releases (3.14, some of 3.13) drop the write first. The running asyncio is asked,
+    with a stand-in whose connection is lost and an item that is not bytes-like.
+    """
+    lost = types_SimpleNamespace(_eof=False, _empty_waiter=None, _conn_lost=1, _buffer=[])
+    try:
+        asyncio.selector_events._SelectorSocketTransport.writelines(lost, [None])
+    except TypeError:
+        return True
+    return False
+
+
+cdef bint WRITELINES_CHECKS_LOST = PY312 and writelines_checks_lost_items()
 
 
 @cython.final
@@ -429,6 +449,11 @@ cdef class SocketTransport(SelectorTransportBase):
 
     def writelines(self, list_of_data):
         """Queue every buffer, then send them together (asyncio 3.12's behaviour)."""
+        if not PY312:
+            # asyncio 3.10 and 3.11 join and write(): their errors name write(), and
+            # an item that is not bytes-like fails the join before anything else.
+            self.write(b''.join(list_of_data))
+            return
         if self._eof:
             raise RuntimeError('Cannot call writelines() after write_eof()')
         if self._empty_waiter is not None:
@@ -436,6 +461,9 @@ cdef class SocketTransport(SelectorTransportBase):
         if not list_of_data:
             return
         if self._conn_lost:
+            if WRITELINES_CHECKS_LOST:
+                for data in list_of_data:
+                    memoryview(data)  # asyncio's check, which raises TypeError
             self.drop_write()
             return
         items = []

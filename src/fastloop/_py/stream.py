@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import types
 from asyncio import base_events as aio_base_events
 from asyncio import constants as aio_constants
 from asyncio import selector_events as aio_selector_events
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .transport import (
     _CONNLOST_LOG,
+    _PY312,
     SC_IOV_MAX,
     _asyncio_twin,
     _BufferedProtocol,
@@ -46,6 +48,24 @@ def _write_type_error() -> str:
 
 
 _WRITE_TYPE_ERROR = _write_type_error()
+
+
+def _writelines_checks_lost_items() -> bool:
+    """Whether asyncio's writelines() checks its items on a lost connection too.
+
+    3.12's makes a memoryview() of each before it looks at the connection; later
+    releases (3.14, some of 3.13) drop the write first. The running asyncio is asked,
+    with a stand-in whose connection is lost and an item that is not bytes-like.
+    """
+    lost = types.SimpleNamespace(_eof=False, _empty_waiter=None, _conn_lost=1, _buffer=[])
+    try:
+        aio_selector_events._SelectorSocketTransport.writelines(lost, [None])  # type: ignore[attr-defined]
+    except TypeError:
+        return True
+    return False
+
+
+_WRITELINES_CHECKS_LOST = _PY312 and _writelines_checks_lost_items()
 
 
 class SocketTransport(_SocketBase):
@@ -209,11 +229,19 @@ class SocketTransport(_SocketBase):
 
     def writelines(self, list_of_data: Iterable[ReadableBuffer]) -> None:
         """Queue every buffer, then flush once (sendmsg gathers them)."""
+        if not _PY312:
+            # asyncio 3.10 and 3.11 join and write(): their errors name write(), and
+            # an item that is not bytes-like fails the join before anything else.
+            self.write(b"".join(list_of_data))
+            return
         if self._eof or self._empty_waiter is not None:
             self._check_writable("writelines")
         if not list_of_data:
             return
         if self._conn_lost:
+            if _WRITELINES_CHECKS_LOST:
+                for data in list_of_data:
+                    memoryview(data)  # asyncio's check, which raises TypeError
             self._drop_write()
             return
         # Empty items are dropped: they would stay queued forever (asyncio spins).

@@ -49,6 +49,7 @@ try:  # how many buffers one sendmsg() may gather
 except OSError:
     SC_IOV_MAX = 0
 
+_PY312 = sys.version_info >= (3, 12)
 _PY313 = sys.version_info >= (3, 13)
 
 
