@@ -9,9 +9,13 @@ read calls, logging what each returns or raises.
 How the stream arrives in pieces is up to the loop, so a read's outcome must not
 depend on it:
 - read(n) returns what is buffered, up to n bytes: it is topped up with
-  readexactly() to n bytes, and the two are logged as one;
+  readexactly() to n bytes, and the two are logged as one (an IncompleteReadError
+  of the top-up as one of readexactly(n) with all the bytes the two got);
 - after a LimitOverrunError, what readline() dropped and what is buffered depends on
-  the pieces: the client stops reading there.
+  the pieces: the client stops reading there;
+- readline()'s ValueError for a line longer than the limit says "Separator is found"
+  when the whole line had arrived and "Separator is not found" when only more than
+  the limit of it had: only that it was raised is logged.
 Every other outcome (readexactly's bytes or IncompleteReadError, readuntil's and
 readline's lines or the limit error itself) is the same however the bytes arrive.
 """
@@ -86,7 +90,10 @@ async def _read(program: Program, reader: asyncio.StreamReader, log: list) -> No
             if call == "read":
                 got = await reader.read(arg)
                 if 0 < arg and 0 < len(got) < arg:  # topped up: see the docstring
-                    got += await reader.readexactly(arg - len(got))
+                    try:
+                        got += await reader.readexactly(arg - len(got))
+                    except asyncio.IncompleteReadError as exc:
+                        raise asyncio.IncompleteReadError(got + exc.partial, arg) from None
                 result = got
             elif call == "readline":
                 result = await reader.readline()
@@ -101,9 +108,10 @@ async def _read(program: Program, reader: asyncio.StreamReader, log: list) -> No
             log.append(f"{call}({arg!r}) raised LimitOverrunError")
             return  # what follows depends on the pieces (see the docstring)
         except ValueError as exc:  # readline's limit error, and bad arguments
-            log.append(f"{call}({arg!r}) raised ValueError: {exc}")
             if call == "readline":
+                log.append(f"{call}({arg!r}) raised ValueError (a line over the limit)")
                 return
+            log.append(f"{call}({arg!r}) raised ValueError: {exc}")
         else:
             log.append(f"{call}({arg!r}) -> {result!r}")
 

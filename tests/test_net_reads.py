@@ -14,6 +14,8 @@ import hashlib
 import os
 import socket
 
+import pytest
+
 from helpers import run_briefly
 from nethelpers import BufferedRecorder, Recorder, net  # noqa: F401 - net is a fixture
 
@@ -172,3 +174,47 @@ def test_a_reused_socket_number_gets_only_its_own_bytes(loop, net):
         net.run(proto2.lost)
         peer.close()
         fresh_peer.close()
+
+
+@pytest.mark.parametrize("family", ["tcp", "unix"])
+def test_closing_with_bytes_unread_resets_the_peer(loop, net, family):
+    """A socket closed with bytes in it that the protocol never got resets its peer
+    (TCP sends an RST; a Unix socket's peer reads ECONNRESET) instead of ending the
+    stream. Here the reader takes 1 byte of 1000 and closes: the peer's next read
+    fails with ConnectionResetError on every loop, although a completion read may
+    have taken all 1000 bytes out of the socket already."""
+
+    class TakesOneByte(BufferedRecorder):
+        def buffer_updated(self, nbytes):
+            super().buffer_updated(nbytes)
+            self.transport.close()
+
+    if family == "tcp":
+        tr, client, server = _pair(net, TakesOneByte, bufsize=1)
+    else:
+        ours, theirs = (net.track(s) for s in socket.socketpair())
+        tr, client = net.run(loop.create_connection(
+            lambda: TakesOneByte(loop, bufsize=1), sock=ours))
+        _, server = net.run(loop.create_connection(lambda: Recorder(loop), sock=theirs))
+        net.track(tr)
+    server.transport.write(b"x" * 1000)
+    net.run(client.lost)
+    net.run(server.lost)
+    assert bytes(client.data) == b"x"
+    assert server.events == ["made", "lost"]
+    assert [type(exc) for exc in server.lost_excs] == [ConnectionResetError]
+
+
+def test_a_read_takes_what_arrived_before_its_callback_ran(loop, net):
+    """A reader reads the socket when its callback runs: bytes sent earlier in the
+    same iteration, after the poll that reported the first ones, come in the same
+    data_received (the kernel received them on completions after that poll)."""
+    tr, client, server = _pair(net)
+
+    def first():
+        server.transport.write(b"a")
+        loop.call_soon(server.transport.write, b"b")  # runs before the client's read
+
+    loop.call_soon(first)
+    net.until(lambda: len(client.data) == 2)
+    assert client.chunks == 1 and bytes(client.data) == b"ab"

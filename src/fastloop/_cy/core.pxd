@@ -55,6 +55,8 @@ cdef extern from "compat.h" nogil:
     void fl_uring_forget(fl_uring *u, int fd)
     int fl_uring_wait(fl_uring *u, fl_event *out, int maxevents, int timeout_ms)
     int fl_uring_recv_ctl(fl_uring *u, int fd, int want, int discard)
+    int fl_uring_recv_dropped(fl_uring *u, int fd)
+    int fl_uring_catch_up(fl_uring *u, fl_event *out, int maxevents)
     const char *fl_uring_buf(fl_uring *u, int bid)
     void fl_uring_buf_give(fl_uring *u, int bid)
     int fl_waker_open(int *rfd, int *wfd)
@@ -122,6 +124,7 @@ cdef extern from "net.h" nogil:
     int fl_would_block(int err)
     Py_ssize_t fl_send(int fd, const char *p, Py_ssize_t n)
     Py_ssize_t fl_recv(int fd, char *p, Py_ssize_t n)
+    int fl_reset_on_close(int fd)
     Py_ssize_t fl_sendv(int fd, iovec *iov, int n)
     ctypedef unsigned int socklen_t
     struct sockaddr_storage:
@@ -216,6 +219,8 @@ cdef class Poller:
     cdef int wait_nogil(self, int timeout_ms) noexcept nogil
     cdef int wait(self, int timeout_ms) except -1
     cdef int recv_ctl(self, int fd, bint want, bint discard) except -1
+    cdef bint recv_dropped(self, int fd) except -1
+    cdef int catch_up(self) except -1
 
 
 # waker.pyx
@@ -279,6 +284,8 @@ cdef class CoreLoop:
     cdef dict fds                 # fd -> FdWatch, the waker's fd excluded
     cdef dict recvs               # fd -> transport reading on completions (io_uring)
     cdef list recv_again          # ... with more to deliver: queued again at the poll
+    cdef list held                # (fd, events) reaped by recv_catch_up, for the next poll
+    cdef bint catching_up         # in recv_catch_up: deliveries wait for the next poll
     cdef bint recv_ok             # the poller has completion reads (io_uring, 6.0+)
     cdef list dormant             # fds whose last handle left; forgotten before the poll
     cdef public object _transports  # weakref.WeakValueDictionary: fd -> transport
@@ -327,6 +334,7 @@ cdef class CoreLoop:
     cdef int recv_start(self, TransportBase transport) except -1
     cdef int recv_stop(self, TransportBase transport, bint discard) except -1
     cdef int recv_done(self, fl_event *event) except -1
+    cdef int recv_catch_up(self) except -1
     cdef int recv_requeue(self) except -1
     cdef int replace_poller(self) except -1
     cdef int rebuild_poller(self, bint close_old) except -1
@@ -378,6 +386,7 @@ cdef class TransportBase:
     cdef bint buffered              # SocketTransport: the protocol is a BufferedProtocol
     cdef bint completion_reads      # SocketTransport: reads on completions (io_uring)
     cdef bint rqueued               # SocketTransport: its rhandle is queued
+    cdef bint unread                # SocketTransport: stopped for good with bytes undelivered
 
     cdef int read_ready(self) except -1
     cdef int write_ready(self) except -1

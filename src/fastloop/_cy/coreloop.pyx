@@ -158,6 +158,7 @@ cdef class CoreLoop:
         self.fds = {}
         self.recvs = {}
         self.recv_again = []
+        self.held = []
         self.recv_ok = self.poller.uring is not NULL and self.poller.uring.recv_ok
         self.dormant = []
         self._transports = weakref_WeakValueDictionary()
@@ -245,6 +246,7 @@ cdef class CoreLoop:
         self.fds = {}
         self.recvs = {}
         self.recv_again = []
+        self.held = []
         self.dormant = []
         self.poller.close()
 
@@ -683,13 +685,34 @@ cdef class CoreLoop:
                 fl_uring_buf_give(poller.uring, event.bid)
         return 0
 
+    cdef int recv_catch_up(self) except -1:
+        """Before a transport delivers: what completed since the poll (a receive for
+        bytes this thread sent meanwhile, say), as epoll's reader would read it now.
+        Bytes go to their transports, delivered from the next poll (the caller's now);
+        readiness is held for the next poll to report, as epoll would."""
+        cdef int i, n = self.poller.catch_up()
+        if n == 0:
+            return 0
+        cdef fl_event *events = self.poller.events
+        self.catching_up = True
+        try:
+            for i in range(n):
+                if events[i].events == FL_RECV:
+                    self.recv_done(&events[i])
+                else:
+                    self.held.append((events[i].fd, events[i].events))
+        finally:
+            self.catching_up = False
+        return 0
+
     cdef int recv_requeue(self) except -1:
         """At the poll: a transport that delivered part of what it holds is reported
         again, as a socket with unread bytes is by a level-triggered poll."""
         cdef list again = self.recv_again
         self.recv_again = []
         for transport in again:
-            (<SocketTransport>transport).queue_delivery()
+            if (<SocketTransport>transport).rchunks or (<SocketTransport>transport).rend:
+                (<SocketTransport>transport).queue_delivery()
         return 0
 
     cdef int replace_poller(self) except -1:
@@ -775,7 +798,7 @@ cdef class CoreLoop:
         cdef double when = self.timers.first_when_c()
         # Read without the lock: a handle another thread queues meanwhile comes with
         # a wake-up that ends the poll (waker.pyx).
-        if fl_load_ssize(&self.ready.size) or self._stopping or self.recv_again:
+        if fl_load_ssize(&self.ready.size) or self._stopping or self.recv_again or self.held:
             return 0
         if self.timers.size == 0:
             return -1
@@ -837,11 +860,16 @@ cdef class CoreLoop:
         # With nothing but the waker registered (no fd, no completion read), a
         # zero-timeout poll can only report the waker, whose sole job is to end a
         # sleep; skip that syscall.
-        if timeout_ms != 0 or self.fds or self.recvs:
+        if timeout_ms != 0 or self.fds or self.recvs or self.held:
             now = NAN  # the poll took time: read the clock again
+            stale = False
+            if self.held:
+                held, self.held = self.held, []
+                for fd, mask in held:
+                    if self.fd_ready(fd, mask):
+                        stale = True
             n = self.poller.wait(timeout_ms)
             events = self.poller.events
-            stale = False
             for i in range(n):
                 if events[i].events == FL_RECV:
                     self.recv_done(&events[i])

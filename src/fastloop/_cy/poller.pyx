@@ -142,3 +142,14 @@ cdef class Poller:
         if fl_uring_recv_ctl(self.uring, fd, want, discard) < 0:
             PyErr_SetFromErrno(OSError)
         return 0
+
+    cdef int catch_up(self) except -1:
+        """io_uring: completions since the last wait into `events` (fl_uring_catch_up)."""
+        cdef int n = fl_uring_catch_up(self.uring, self.events, POLL_MAX_EVENTS)
+        if n < 0:
+            PyErr_SetFromErrno(OSError)
+        return n
+
+    cdef bint recv_dropped(self, int fd) except -1:
+        """io_uring: whether a discarded receive on fd had taken bytes (and forget it)."""
+        return self.fd >= 0 and fl_uring_recv_dropped(self.uring, fd)

@@ -171,7 +171,10 @@ cdef class SocketTransport(SelectorTransportBase):
     cdef int add_reader_c(self) except -1:
         need_loop(self, '_add_reader')
         self._loop.check_closed()
-        if not self._loop.recv_ok:
+        if not self._loop.recv_ok or self._sock.family not in (socket_AF_INET, socket_AF_INET6):
+            # Unix sockets stay on readiness: closing one with bytes unread resets its
+            # peer, which a receive that emptied the socket would hide (see
+            # _call_connection_lost for how TCP keeps that).
             return SelectorTransportBase.add_reader_c(self)
         self.completion_reads = True
         # A new handle each time, as a new reader would be: the current context.
@@ -192,6 +195,8 @@ cdef class SocketTransport(SelectorTransportBase):
         self.rqueued = False
         if not pause:
             # For good: the handle (which holds the transport) goes too.
+            if self.rchunks:
+                self.unread = True
             self.rchunks = None
             self.rend = 0
             self.rhandle = None
@@ -211,6 +216,9 @@ cdef class SocketTransport(SelectorTransportBase):
 
     cdef int queue_delivery(self) except -1:
         if not self.rqueued and not self._paused and not self._closing:
+            if self._loop.catching_up:
+                self._loop.recv_again.append(self)  # reported at the next poll
+                return 0
             self.rqueued = True
             ready_push_locked(self._loop, self.rhandle)
         return 0
@@ -222,6 +230,8 @@ cdef class SocketTransport(SelectorTransportBase):
         cdef int end
         if self._conn_lost or self._closing or self._paused:
             return 0
+        # What arrived since the poll too, as recv() now would take it.
+        self._loop.recv_catch_up()
         if self.rchunks:
             if self.buffered:
                 self.feed_buffered()
@@ -526,6 +536,11 @@ cdef class SocketTransport(SelectorTransportBase):
         return 0
 
     def _call_connection_lost(self, exc):
+        if self.completion_reads and (self.unread or self._loop.poller.recv_dropped(self.fd)):
+            # Bytes the kernel received for us that the protocol never got would have
+            # been unread in the socket on epoll, and a TCP socket closed with unread
+            # bytes resets the connection: so does this one.
+            fl_reset_on_close(self.fd)
         SelectorTransportBase._call_connection_lost(self, exc)
         waiter = self._empty_waiter
         if waiter is not None and not waiter.done():

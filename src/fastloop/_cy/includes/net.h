@@ -46,6 +46,15 @@ static inline Py_ssize_t fl_recv(int fd, char *p, Py_ssize_t n)
     return (Py_ssize_t)recv(fd, p, (size_t)n, 0);
 }
 
+/* What closing a TCP socket with unread bytes in it does: reset the connection
+ * (RST, the unsent bytes dropped) instead of ending it with a FIN. For bytes an
+ * io_uring receive took from the socket that the protocol never got. */
+static inline int fl_reset_on_close(int fd)
+{
+    struct linger abortive = {1, 0};
+    return setsockopt(fd, SOL_SOCKET, SO_LINGER, &abortive, sizeof(abortive));
+}
+
 static inline Py_ssize_t fl_sendv(int fd, struct iovec *iov, int n)
 {
     struct msghdr msg;

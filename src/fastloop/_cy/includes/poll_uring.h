@@ -66,6 +66,19 @@
  * - One request per socket at a time: a resume while a cancel is in flight arms
  *   the next request when the last completion of the old one arrives.
  * - user_data of a receive has bit 63 set; generations are 31 bits.
+ * - A completion shows what had arrived when the kernel ran the receive, while a
+ *   recv() on readiness takes what has arrived when the reader's callback runs:
+ *   bytes this very thread sent between the poll and that callback too. So before a
+ *   transport delivers, the loop catches up (fl_uring_catch_up): it reaps what
+ *   completed since (entering the kernel only when IORING_SQ_TASKRUN says task work
+ *   is pending), keeping readiness events for the next poll, as epoll would report
+ *   them then. Fuzzing against asyncio found the difference (tests/test_fuzz.py).
+ * - Bytes a receive took from a TCP socket and the protocol never got, when its
+ *   transport closes, would have been unread in the socket on epoll, and Linux
+ *   resets a connection closed with unread bytes: the transport closes with
+ *   SO_LINGER at zero to do the same (fl_uring_recv_dropped counts those that
+ *   completed after the close). Unix sockets stay on readiness: their peer learns
+ *   of unread bytes from the kernel alone (ECONNRESET), which nothing can ask for.
  */
 #if defined(__linux__)
 #  include "uring_abi.h"
@@ -101,6 +114,7 @@ typedef struct {
     uint8_t rwant;       /* the transport reads */
     uint8_t rarmed;      /* a receive is in the kernel (or queued) */
     uint8_t rcancel;     /* ... and its cancel too */
+    uint8_t rdropped;    /* a discarded receive had taken bytes (fl_uring_recv_dropped) */
     uint32_t rgen;       /* generation of that receive */
 } fl_uring_fd;
 
@@ -497,7 +511,7 @@ static int fl_uring_recv_arm(fl_uring *u, int fd)
     sqe->buf_index = FL_URING_BGID;
     sqe->user_data = fl_uring_recv_data(fd, f->rgen);
     f->rarmed = 1;
-    f->rcancel = 0;
+    f->rcancel = f->rdropped = 0;
     return 0;
 }
 
@@ -541,6 +555,18 @@ static int fl_uring_recv_ctl(fl_uring *u, int fd, int want, int discard)
     return 0;
 }
 
+/* Whether a receive on fd took bytes that were then discarded (its transport closed
+ * with them unread), and forget it. Bytes left unread in a socket make the kernel
+ * reset the connection when it is closed; the transport does the same for these. */
+static int fl_uring_recv_dropped(fl_uring *u, int fd)
+{
+    if (fd < 0 || fd >= u->nfds)
+        return 0;
+    int dropped = u->fds[fd].rdropped;
+    u->fds[fd].rdropped = 0;
+    return dropped;
+}
+
 /* A receive's completion: reported in *out (1), or handled here (0: stale, its
  * buffer returned; a cancel; a dry buffer ring, the receive armed again). */
 static int fl_uring_recv_reaped(fl_uring *u, uint64_t data, int res, unsigned flags,
@@ -552,6 +578,8 @@ static int fl_uring_recv_reaped(fl_uring *u, uint64_t data, int res, unsigned fl
     if (f == NULL || (uint32_t)(data >> 32 & 0x7fffffff) != f->rgen || !f->rarmed) {
         if (bid >= 0)
             fl_uring_buf_give(u, bid);
+        if (f != NULL && res > 0)
+            f->rdropped = 1;
         return 0;
     }
     if (!(flags & FL_IORING_CQE_F_MORE)) {
@@ -657,6 +685,22 @@ static int fl_uring_wait(fl_uring *u, fl_event *out, int max, int timeout_ms)
     return n;
 }
 
+/* What completed since the last wait, for a transport about to deliver what it
+ * received: on epoll its reader reads the socket when its callback runs, and so gets
+ * bytes sent earlier in the same iteration too (by this very thread, say). Their
+ * receives completed in task work that waits for a system call (COOP_TASKRUN): one is
+ * made only when the kernel says it has some. Up to `max` into `out`, as a wait. */
+static int fl_uring_catch_up(fl_uring *u, fl_event *out, int max)
+{
+    unsigned kernel_work = __atomic_load_n(u->sq_flags, __ATOMIC_RELAXED)
+                           & (FL_IORING_SQ_CQ_OVERFLOW | FL_IORING_SQ_TASKRUN);
+    if (kernel_work && fl_uring_enter(u, 0, 0) < 0 && errno != EINTR)
+        return -1;
+    if (*u->cq_head == __atomic_load_n(u->cq_tail, __ATOMIC_ACQUIRE))
+        return 0;
+    return fl_uring_reap(u, out, max);
+}
+
 #else  /* not Linux, or an architecture whose system call numbers we do not know */
 
 typedef struct {
@@ -681,6 +725,8 @@ static int fl_uring_ctl(fl_uring *u, int fd, int o, int n) { errno = ENOSYS; ret
 static void fl_uring_forget(fl_uring *u, int fd) {}
 static int fl_uring_wait(fl_uring *u, fl_event *out, int max, int t) { errno = ENOSYS; return -1; }
 static int fl_uring_recv_ctl(fl_uring *u, int fd, int w, int d) { errno = ENOSYS; return -1; }
+static int fl_uring_recv_dropped(fl_uring *u, int fd) { return 0; }
+static int fl_uring_catch_up(fl_uring *u, fl_event *out, int max) { return 0; }
 static void fl_uring_buf_give(fl_uring *u, int bid) {}
 static const char *fl_uring_buf(fl_uring *u, int bid) { return NULL; }
 
