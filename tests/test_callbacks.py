@@ -567,15 +567,26 @@ def test_call_soon_threadsafe_same_thread(loop):
 
 def test_call_soon_threadsafe_handle_is_asyncios(loop):
     # Where asyncio has _ThreadSafeHandle, every loop returns one, set as its __init__
-    # sets it; elsewhere a Handle-like object with the same fields.
+    # sets it; elsewhere a Handle-like object with the same fields. The Cython core's
+    # is a subclass of the same name whose `_lock` and `_context` are properties
+    # (made when asked for, and out of the collector while queued): every method is
+    # asyncio's.
     def cb(a, b):
         pass
 
     ctx = contextvars.copy_context()
     handle = loop.call_soon_threadsafe(cb, 1, 2, context=ctx)
     if hasattr(asyncio.events, "_ThreadSafeHandle"):
-        assert type(handle) is asyncio.events._ThreadSafeHandle
+        aio_class = asyncio.events._ThreadSafeHandle
+        assert isinstance(handle, aio_class)
+        assert type(handle).__name__ == "_ThreadSafeHandle"
+        assert type(handle).__slots__ == () or type(handle) is aio_class
+        for name in ("__init__", "__repr__", "cancel", "cancelled", "_run", "get_context",
+                     "_repr_info", "get_loop"):
+            if hasattr(aio_class, name):
+                assert getattr(type(handle), name) is getattr(aio_class, name), name
         assert type(handle._lock) is type(threading.RLock())
+        assert handle._lock is handle._lock
         assert handle._repr is None
     assert (handle._callback, handle._args, handle._cancelled, handle._loop) == (
         cb, (1, 2), False, loop)
@@ -588,6 +599,40 @@ def test_call_soon_threadsafe_handle_is_asyncios(loop):
     handle.cancel()
     assert handle.cancelled() and handle._callback is None and handle._args is None
     run_briefly(loop)
+
+
+@pytest.mark.skipif(not hasattr(asyncio.events, "_ThreadSafeHandle"),
+                    reason="asyncio has no _ThreadSafeHandle before 3.12.8/3.13.1")
+def test_call_soon_threadsafe_kept_handle_runs_under_its_lock(loop):
+    # A handle its caller kept can be cancelled from another thread meanwhile: its
+    # callback runs holding the handle's lock, as asyncio's _run takes it.
+    owned = []
+    handle = loop.call_soon_threadsafe(lambda: owned.append(handle._lock._is_owned()))
+    run_briefly(loop)
+    assert owned == [True]
+
+
+@pytest.mark.skipif(not hasattr(asyncio.events, "_ThreadSafeHandle"),
+                    reason="asyncio has no _ThreadSafeHandle before 3.12.8/3.13.1")
+def test_call_soon_threadsafe_context_replaced_while_queued(loop):
+    # The Cython core keeps the context it copied out of the collector while the
+    # handle is queued; replacing or deleting it then must free it safely.
+    var: contextvars.ContextVar = contextvars.ContextVar("var")
+    seen = []
+    replaced = loop.call_soon_threadsafe(lambda: seen.append(var.get("unset")))
+    other = contextvars.copy_context()
+    other.run(var.set, "other")
+    replaced._context = other
+    deleted = loop.call_soon_threadsafe(lambda: None)
+    del deleted._context
+    with pytest.raises(AttributeError):
+        deleted.get_context()
+    deleted._context = contextvars.copy_context()
+    gc.collect()
+    del replaced, deleted, other
+    gc.collect()
+    run_briefly(loop)
+    assert seen == ["other"]
 
 
 def test_call_soon_threadsafe_callback_error_is_reported(loop):
@@ -701,8 +746,8 @@ def test_call_soon_threadsafe_handle_in_a_cycle_is_collected(make_loop, run):
 
 
 # --- handle lifetime ------------------------------------------------------------------
-# The Cython core reuses a finished Handle that nothing else refers to (coreloop.pyx,
-# keep_spare). None of that may show: what a callback was given is released when it
+# The Cython core reuses a finished Handle or TimerHandle that nothing else refers to
+# (coreloop.pyx, keep_spare). None of that may show: what a callback was given is released when it
 # has run, a handle someone kept stays as it was, and each callback runs in its own
 # context however often the objects behind the handles are reused.
 
@@ -744,6 +789,35 @@ def test_kept_handle_keeps_its_fields_after_running(loop):
     assert not handle.cancelled()
 
 
+def test_kept_timer_handle_keeps_its_fields_after_running(loop):
+    def cb(x):
+        return x
+
+    arg = Marker()
+    handle = loop.call_later(0, cb, arg)
+    when = handle.when()
+    for _ in range(300):  # more finished timers than a loop keeps for reuse
+        loop.call_later(0, cb, None)
+    run_briefly(loop, 2)
+    for _ in range(300):
+        loop.call_later(0, cb, None)
+    run_briefly(loop, 2)
+    assert handle._callback is cb
+    assert handle._args == (arg,)
+    assert handle.when() == when
+    assert not handle.cancelled()
+
+
+def test_weakly_referenced_timer_handle_dies_after_running(loop):
+    ref = weakref.ref(loop.call_later(0, lambda: None))
+    gc.disable()
+    try:
+        run_briefly(loop, 2)
+        assert ref() is None
+    finally:
+        gc.enable()
+
+
 def test_weakly_referenced_handle_dies_after_running(loop):
     ref = weakref.ref(loop.call_soon(lambda: None))
     gc.disable()
@@ -754,22 +828,28 @@ def test_weakly_referenced_handle_dies_after_running(loop):
         gc.enable()
 
 
-def test_many_handles_each_run_in_their_own_context(loop):
+@pytest.mark.parametrize("delayed", [False, True], ids=["call_soon", "call_later_0"])
+def test_many_handles_each_run_in_their_own_context(loop, delayed):
     var = contextvars.ContextVar("var", default=None)
     seen = []
+
+    def schedule(*args, context=None):
+        if delayed:  # a TimerHandle each time, reused as Handles are
+            return loop.call_later(0, *args, context=context)
+        return loop.call_soon(*args, context=context)
 
     def step(i, left):
         seen.append((i, var.get()))
         var.set(("changed", i))  # must not leak into the next callback's context
         if left:
-            loop.call_soon(step, i, left - 1)  # copies this callback's context
+            schedule(step, i, left - 1)  # copies this callback's context
 
     for i in range(20):
         ctx = contextvars.copy_context()
         ctx.run(var.set, i)
-        loop.call_soon(step, i, 3, context=ctx)
-    loop.call_soon(step, "none", 0)
-    run_briefly(loop, 5)
+        schedule(step, i, 3, context=ctx)
+    schedule(step, "none", 0)
+    run_briefly(loop, 10)
     first = [(i, i) for i in range(20)] + [("none", None)]
     assert seen[:21] == first
     assert sorted(seen[21:], key=repr) == sorted(

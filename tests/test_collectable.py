@@ -57,6 +57,22 @@ def threadsafe_call(loop, keep):
     loop.call_soon_threadsafe(noop, loop)
 
 
+LOOP_VAR: contextvars.ContextVar = contextvars.ContextVar("loop")
+
+
+def threadsafe_call_context(loop, keep):
+    # The cycle runs through the context the handle copied (the loop in a variable).
+    context = contextvars.copy_context()
+    context.run(LOOP_VAR.set, loop)
+    context.run(loop.call_soon_threadsafe, noop)
+
+
+def held_threadsafe_call(loop, keep):
+    holder = Holder()
+    holder.loop = loop
+    holder.handle = loop.call_soon_threadsafe(noop, holder)
+
+
 def held_call_soon(loop, keep):
     holder = Holder()
     holder.loop = loop
@@ -76,9 +92,10 @@ def sleeping_task(loop, keep):
 
 
 # Handles only the loop holds: one collection.
-LOOP_ONLY = [queued_call_soon, queued_timer, registered_reader, threadsafe_call]
+LOOP_ONLY = [queued_call_soon, queued_timer, registered_reader, threadsafe_call,
+             threadsafe_call_context]
 # Handles held elsewhere too: two collections (see the module's docstring).
-HELD = [held_call_soon, held_timer, sleeping_task]
+HELD = [held_call_soon, held_timer, sleeping_task, held_threadsafe_call]
 CASES = LOOP_ONLY + HELD
 
 

@@ -255,9 +255,11 @@ def test_loop_is_freed_with_handles_kept_for_reuse(core):
     loop = Loop()
     for i in range(10):
         loop.call_soon(int, i)
+        loop.call_later(0, int, i)
     loop.stop()
     loop._run_until_stopped()
-    loop.call_soon(int, 0)  # one taken back out of the pool, still queued
+    loop.call_soon(int, 0)  # one taken back out of each pool, still queued
+    loop.call_later(0, int, 0)
     loop.close()
     ref = weakref.ref(loop)
     del loop

@@ -78,6 +78,7 @@ cdef extern from "slots.h":
     object fl_new_plain(object type)
     PyObject *fl_slot(PyObject *obj, Py_ssize_t offset)
     void fl_slot_init(PyObject *obj, Py_ssize_t offset, object value)
+    void fl_slot_replace(PyObject *obj, Py_ssize_t offset, object value)
     object fl_slot_get(PyObject *obj, Py_ssize_t offset)
 
 
@@ -165,6 +166,13 @@ cdef class Handle:
 cdef class TimerHandle(Handle):
     cdef double when_c
     cdef readonly bint _scheduled
+
+
+# Finished handles of one type, emptied, for the loop to reuse (coreloop.pyx).
+
+ctypedef struct SparePool:
+    PyObject **items            # SPARE_HANDLES slots, each owning one reference
+    Py_ssize_t size
 
 
 # The ready queue (coreloop.pyx); declared here because TimerQueue fills it.
@@ -297,10 +305,11 @@ cdef class CoreLoop:
     cdef object last_sockname
     cdef object last_peername
     cdef LoopStats st             # stats.pyx
-    # Finished Handles kept for reuse (new_handle, keep_spare in coreloop.pyx): up to
-    # SPARE_HANDLES of them, each owning one reference, touched by spare_tid's thread only.
-    cdef PyObject **spare
-    cdef Py_ssize_t nspare
+    # Finished handles kept for reuse (new_handle, new_timer, keep_spare in
+    # coreloop.pyx): up to SPARE_HANDLES Handles and as many TimerHandles, each owning
+    # one reference, touched by spare_tid's thread only.
+    cdef SparePool spare
+    cdef SparePool spare_timers
     cdef size_t spare_tid
     cdef Py_ssize_t runs          # _run_until_stopped calls, and their count at the
     cdef Py_ssize_t gc_seen_runs  # last full collection (gcsupport.pyx)
@@ -312,6 +321,7 @@ cdef class CoreLoop:
     cdef int check_closed(self) except -1
     cdef int check_thread(self) except -1
     cdef Handle new_handle(self, object callback, tuple args, object context)
+    cdef PyObject *take_spare(self, SparePool *pool) noexcept
     cdef bint keep_spare(self, PyObject *handle) except -1
     cdef int drop_spares(self) except -1
     cdef TimerHandle new_timer(self, double when, object callback, tuple args,

@@ -93,6 +93,15 @@ cdef inline Py_ssize_t ready_size_locked(CoreLoop loop) noexcept:
     return size
 
 
+cdef int drop_pool(SparePool *pool) except -1:
+    """Release every handle a spare pool holds (its array stays)."""
+    cdef Py_ssize_t i, n = pool.size
+    pool.size = 0
+    for i in range(n):
+        fl_decref(pool.items[i])
+    return 0
+
+
 cdef int ready_release(ReadyQueue *q) except -1:
     """Drop every handle of a ring detached from its loop, and the ring."""
     cdef Py_ssize_t i
@@ -163,8 +172,10 @@ cdef class CoreLoop:
         self.dormant = []
         self._transports = weakref_WeakValueDictionary()
         self.transports_data = self._transports.data
-        self.spare = <PyObject **>PyMem_Malloc(SPARE_HANDLES * sizeof(PyObject *))
-        if self.spare is NULL:
+        self.spare.items = <PyObject **>PyMem_Malloc(SPARE_HANDLES * sizeof(PyObject *))
+        self.spare_timers.items = <PyObject **>PyMem_Malloc(
+            SPARE_HANDLES * sizeof(PyObject *))
+        if self.spare.items is NULL or self.spare_timers.items is NULL:
             raise MemoryError()
         self.gc_seen_runs = -1
         self.forks = fork_count
@@ -175,9 +186,9 @@ cdef class CoreLoop:
         cdef ReadyQueue ready = self.detach_ready()
         ready_release(&ready)
         PyMem_Free(self.recv_buf)
-        if self.spare is not NULL:
-            self.drop_spares()
-            PyMem_Free(self.spare)
+        self.drop_spares()
+        PyMem_Free(self.spare.items)
+        PyMem_Free(self.spare_timers.items)
 
     # -- state ------------------------------------------------------------------
 
@@ -254,15 +265,10 @@ cdef class CoreLoop:
 
     cdef Handle new_handle(self, object callback, tuple args, object context):
         cdef Handle handle
-        cdef PyObject *spare
-        if self.nspare and (not FL_FREE_THREADED or self.spare_tid == fl_thread_id()):
-            # A handle keep_spare took back: all its fields None, out of the collector.
-            self.nspare -= 1
-            spare = self.spare[self.nspare]
+        cdef PyObject *spare = self.take_spare(&self.spare)
+        if spare is not NULL:
             handle = <Handle>spare  # a new reference...
             fl_decref(spare)        # ...that replaces the pool's
-            if FL_FREE_THREADED:
-                PyObject_GC_Track(spare)  # tracked there, as asyncio's handles are
         else:
             handle = Handle.__new__(Handle)
             # The handle, a context copied for it and its args tuple start outside
@@ -274,31 +280,55 @@ cdef class CoreLoop:
 
     cdef TimerHandle new_timer(self, double when, object callback, tuple args,
                                object context):
-        cdef TimerHandle timer = TimerHandle.__new__(TimerHandle)
-        if not FL_FREE_THREADED:
-            PyObject_GC_UnTrack(<PyObject *>timer)
+        cdef TimerHandle timer
+        cdef PyObject *spare = self.take_spare(&self.spare_timers)
+        if spare is not NULL:
+            timer = <TimerHandle>spare
+            fl_decref(spare)
+        else:
+            timer = TimerHandle.__new__(TimerHandle)
+            if not FL_FREE_THREADED:
+                PyObject_GC_UnTrack(<PyObject *>timer)
         timer.when_c = when
         self.fill_handle(timer, callback, args, context)
         return timer
 
-    # Handle reuse. A Handle the loop has run (or skipped as cancelled) usually dies
+    # Handle reuse. A handle the loop has run (or skipped as cancelled) usually dies
     # at once: the queue held the only reference. Freeing it and allocating the next
     # one costs more than the rest of a call_soon, and the free-threaded build has no
-    # freelist at all, so the loop keeps up to SPARE_HANDLES of them, emptied, and
-    # new_handle refills one. Only when nothing else can ever see the difference:
-    # exactly a Handle (not a subclass), the loop's reference the only one
-    # (fl_sole_ref: on free-threaded builds also owned by this thread and unknown to
-    # others), no weak reference to it, and out of the collector while spare, so
-    # that gc.get_objects() cannot hand it out. The pool itself is touched only by
-    # the thread running the loop (spare_tid; with the GIL by whoever holds it), and
-    # its handles refer to nothing (not even the loop: no cycle keeps a loop alive).
+    # freelist at all, so the loop keeps up to SPARE_HANDLES of them per type (Handle,
+    # TimerHandle), emptied, and new_handle and new_timer refill one. Only when
+    # nothing else can ever see the difference: exactly a Handle or TimerHandle (not
+    # a subclass), the loop's reference the only one (fl_sole_ref: on free-threaded
+    # builds also owned by this thread and unknown to others), no weak reference to
+    # it, and out of the collector while spare, so that gc.get_objects() cannot hand
+    # it out. The pools themselves are touched only by the thread running the loop
+    # (spare_tid; with the GIL by whoever holds it), and their handles refer to
+    # nothing (not even the loop: no cycle keeps a loop alive).
+
+    cdef inline PyObject *take_spare(self, SparePool *pool) noexcept:
+        """A handle from `pool` (the pool's reference, fields None), or NULL."""
+        if pool.size == 0 or (FL_FREE_THREADED and self.spare_tid != fl_thread_id()):
+            return NULL
+        pool.size -= 1
+        cdef PyObject *spare = pool.items[pool.size]
+        if FL_FREE_THREADED:
+            PyObject_GC_Track(spare)  # tracked there, as asyncio's handles are
+        return spare
 
     cdef bint keep_spare(self, PyObject *handle) except -1:
-        """Take `handle` into the pool if nothing else can reach it; True if taken.
+        """Take `handle` into its pool if nothing else can reach it; True if taken.
 
         The caller keeps its own reference either way.
         """
-        if (fl_type(handle) is not <void *>Handle or self.nspare == SPARE_HANDLES
+        cdef SparePool *pool
+        if fl_type(handle) is <void *>Handle:
+            pool = &self.spare
+        elif fl_type(handle) is <void *>TimerHandle:
+            pool = &self.spare_timers  # off the heap: _scheduled is False
+        else:
+            return False
+        if (pool.size == SPARE_HANDLES
                 or (FL_FREE_THREADED and self.spare_tid != fl_thread_id())
                 or not fl_sole_ref(handle) or fl_has_weakrefs(handle)):
             return False
@@ -318,18 +348,16 @@ cdef class CoreLoop:
         h._context = None
         if h._repr is not None:  # cancelled in debug mode
             h._repr = None
-        if self.nspare == SPARE_HANDLES:  # filled by those finalizers meanwhile
+        if pool.size == SPARE_HANDLES:  # filled by those finalizers meanwhile
             return False
         fl_incref(handle)
-        self.spare[self.nspare] = handle
-        self.nspare += 1
+        pool.items[pool.size] = handle
+        pool.size += 1
         return True
 
     cdef int drop_spares(self) except -1:
-        cdef Py_ssize_t i, n = self.nspare
-        self.nspare = 0
-        for i in range(n):
-            fl_decref(self.spare[i])
+        drop_pool(&self.spare)
+        drop_pool(&self.spare_timers)
         return 0
 
     cdef inline int fill_handle(self, Handle handle, object callback, tuple args,
@@ -912,8 +940,10 @@ cdef class CoreLoop:
     cdef int run_foreign(self, object handle) except -1:
         """Run a handle of another type: asyncio's _ThreadSafeHandle, or _add_callback's."""
         cdef bint timed = self._debug or self._slow_threshold != INFINITY
-        if type(handle) is aio_ThreadSafeHandle and TSH_NATIVE and not timed:
-            return run_threadsafe_handle(handle)  # checks _cancelled under its lock
+        if type(handle) is ThreadSafeHandle:
+            rejoin_threadsafe_context(<PyObject *>handle)  # before anything can raise
+            if not timed:
+                return run_threadsafe_handle(handle)  # checks _cancelled under its lock
         if handle._cancelled:
             return 0
         if timed:

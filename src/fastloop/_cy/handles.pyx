@@ -103,13 +103,18 @@ cdef inline void track_handle(PyObject *handle) noexcept:
         PyObject_GC_Track(handle)
         track_context((<Handle>handle)._context)
         track_args((<Handle>handle)._args)
-    elif fl_type(handle) is <void *>aio_ThreadSafeHandle:
-        PyObject_GC_Track(handle)  # its context and args were never untracked
+    elif fl_type(handle) is <void *>ThreadSafeHandle:
+        PyObject_GC_Track(handle)  # its args were never untracked
+        rejoin_threadsafe_context(handle)
 
 
 cdef inline void rejoin_gc_if_shared(PyObject *handle) noexcept:
     """Call when the loop is about to drop its one reference to `handle`."""
-    if not FL_FREE_THREADED and fl_refcnt(handle) > 1:
+    if FL_FREE_THREADED:
+        return
+    if fl_type(handle) is <void *>ThreadSafeHandle:
+        rejoin_threadsafe_context(handle)
+    if fl_refcnt(handle) > 1:
         track_handle(handle)
 
 
@@ -341,6 +346,18 @@ cdef class TimerHandle(Handle):
 # runs holding the handle's lock, _cancelled checked under it, so that a cancel()
 # from another thread waits for a running callback. Only where the class still has
 # exactly the slots and lock type known here; otherwise the loop uses the class.
+#
+# The handle is an instance of ThreadSafeHandle, a subclass of asyncio's with the same
+# name and no slot of its own (isinstance, repr and every method stay asyncio's),
+# whose two properties save what most calls never use (issue 12):
+# - `_lock`: the RLock is made when first asked for, by cancel(), cancelled(), or the
+#   loop running a handle someone else still holds. Most callers drop the handle, and
+#   then nobody can ever ask: an RLock per call was a fifth of the call's cost.
+# - `_context`: the copied context leaves the collector while the handle is queued,
+#   as the core's own handles' do (handles.pyx, above), which halves what the
+#   collector walks in a burst of calls. A Context must never die untracked, so its
+#   setter and deleter track the old one first, and the loop tracks it again before
+#   it runs or drops the handle (rejoin_gc_if_shared), while it still holds it.
 
 cdef object thread_RLock = getattr(threading, '_CRLock', None)
 cdef object rlock_acquire = thread_RLock.acquire if thread_RLock is not None else None
@@ -374,12 +391,81 @@ cdef bint find_threadsafe_slots() except -1:
 cdef bint TSH_NATIVE = find_threadsafe_slots()
 
 
+cdef object threadsafe_lock(object handle):
+    """The handle's `_lock`, made on first use; the same one for every thread."""
+    cdef PyObject *p = <PyObject *>handle
+    cdef fl_lock_t cs
+    fl_lock(&cs, handle)
+    try:
+        lock = fl_slot_get(p, TSH_LOCK)
+        if lock is None:
+            # Making it may run the collector and so other threads' code: whoever
+            # stores a lock first wins, and every caller returns that one.
+            lock = fl_new_plain(thread_RLock)
+            if fl_slot(p, TSH_LOCK) == <PyObject *>None:
+                fl_slot_replace(p, TSH_LOCK, lock)
+            else:
+                lock = fl_slot_get(p, TSH_LOCK)
+    finally:
+        fl_unlock(&cs)
+    return lock
+
+
+cdef object aio_lock_slot = aio_ThreadSafeHandle._lock if TSH_NATIVE else None
+cdef object aio_context_slot = aio_ThreadSafeHandle._context if TSH_NATIVE else None
+
+
+def _get_lock(self):
+    return threadsafe_lock(self)
+
+
+def _set_lock(self, value):
+    aio_lock_slot.__set__(self, value)
+
+
+def _del_lock(self):
+    aio_lock_slot.__delete__(self)
+
+
+def _get_context(self):
+    return fl_slot_get(<PyObject *>self, TSH_CONTEXT)
+
+
+def _set_context(self, value):
+    rejoin_threadsafe_context(<PyObject *>self)
+    aio_context_slot.__set__(self, value)
+
+
+def _del_context(self):
+    rejoin_threadsafe_context(<PyObject *>self)
+    aio_context_slot.__delete__(self)
+
+
+cdef object ThreadSafeHandle = None
+if TSH_NATIVE:
+    ThreadSafeHandle = type(aio_ThreadSafeHandle)('_ThreadSafeHandle', (aio_ThreadSafeHandle,), {
+        '__slots__': (),
+        '__module__': __name__,
+        '__doc__': aio_ThreadSafeHandle.__doc__,
+        '_lock': property(_get_lock, _set_lock, _del_lock),
+        '_context': property(_get_context, _set_context, _del_context),
+    })
+
+
+cdef inline void rejoin_threadsafe_context(PyObject *handle) noexcept:
+    """Call before the loop runs or drops a ThreadSafeHandle: see above."""
+    cdef PyObject *context = fl_slot(handle, TSH_CONTEXT)
+    if context is not NULL:
+        track_context(<object>context)
+
+
 cdef object new_threadsafe_handle(object callback, tuple args, object loop,
                                   object context):
     """_ThreadSafeHandle(callback, args, loop, context), outside debug mode."""
-    handle = fl_new_instance(aio_ThreadSafeHandle)
+    handle = fl_new_instance(ThreadSafeHandle)
     cdef PyObject *p = <PyObject *>handle
-    if context is None:
+    cdef bint copied = context is None
+    if copied:
         context = PyContext_CopyCurrent()
     fl_slot_init(p, TSH_CONTEXT, context)
     fl_slot_init(p, TSH_LOOP, loop)
@@ -388,15 +474,13 @@ cdef object new_threadsafe_handle(object callback, tuple args, object loop,
     fl_slot_init(p, TSH_CANCELLED, False)
     fl_slot_init(p, TSH_REPR, None)
     fl_slot_init(p, TSH_TRACEBACK, None)
-    lock = fl_new_plain(thread_RLock)
-    fl_slot_init(p, TSH_LOCK, lock)
+    fl_slot_init(p, TSH_LOCK, None)
     if not FL_FREE_THREADED:
         # Out of the collector as the core's own handles are (see track_handle); the
-        # context and args stay tracked: asyncio's class lets anyone replace them,
-        # and an untracked Context must never die untracked. The lock refers to
-        # nothing but its type: it can never be part of a cycle.
+        # args stay tracked, and so does a context the caller passed: it is theirs.
         PyObject_GC_UnTrack(p)
-        PyObject_GC_UnTrack(<PyObject *>lock)
+        if copied:
+            PyObject_GC_UnTrack(<PyObject *>context)
     return handle
 
 
@@ -413,15 +497,16 @@ cdef int run_threadsafe_handle(object handle) except -1:
     The caller's reference to `handle` is the loop's own: the one the queue held.
     """
     cdef PyObject *p = <PyObject *>handle
-    if unreachable(p) and unreachable(fl_slot(p, TSH_LOCK)):
+    cdef PyObject *plock = fl_slot(p, TSH_LOCK)
+    if unreachable(p) and (plock == <PyObject *>None or unreachable(plock)):
         # No other thread can cancel it or take its lock, so the lock could never
-        # make anyone wait: run it without (an acquire and a release are about 300
-        # instructions, as long as the rest of the call). The usual case: the
-        # caller of call_soon_threadsafe dropped the handle.
+        # make anyone wait: run it without (making one, an acquire and a release
+        # cost as much as the rest of the call). The usual case: the caller of
+        # call_soon_threadsafe dropped the handle.
         if not fl_slot_get(p, TSH_CANCELLED):
             run_threadsafe_callback(handle)
         return 0
-    lock = fl_slot_get(p, TSH_LOCK)
+    lock = threadsafe_lock(handle)
     rlock_acquire(lock)
     try:
         if not fl_slot_get(p, TSH_CANCELLED):

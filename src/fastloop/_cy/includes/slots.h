@@ -13,6 +13,9 @@
  *   fl_slot_init(obj, off, v)
  *                           set a slot of a fresh instance to a new reference to v;
  *                           no other thread can see obj yet
+ *   fl_slot_replace(obj, off, v)
+ *                           set a slot to a new reference to v, releasing the old
+ *                           value, which must not be able to run code (None)
  *   fl_slot_get(obj, off)   a new reference to the slot's value, or NULL with
  *                           AttributeError if it is unset (deleted)
  *   fl_slot(obj, off)       the slot's value, borrowed (NULL if unset)
@@ -58,6 +61,14 @@ static inline void fl_slot_init(PyObject *obj, Py_ssize_t off, PyObject *v)
 {
     Py_INCREF(v);
     fl_slot(obj, off) = v;
+}
+
+static inline void fl_slot_replace(PyObject *obj, Py_ssize_t off, PyObject *v)
+{
+    PyObject *old = fl_slot(obj, off);
+    Py_INCREF(v);
+    fl_slot(obj, off) = v;
+    Py_XDECREF(old);
 }
 
 static inline PyObject *fl_slot_get(PyObject *obj, Py_ssize_t off)
