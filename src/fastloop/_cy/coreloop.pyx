@@ -910,8 +910,11 @@ cdef class CoreLoop:
 
         if isnan(now):
             now = fl_monotonic()
+        # The heap's top as poll_timeout_ms left it, cancelled tops dropped. Only a
+        # finalizer run during the poll could have cancelled it since, which would
+        # only make the statistics count this batch's lag from that timer's deadline.
         cdef double ready_since = stats_ready_since(
-            &self.st, carried, self.timers.first_when_c() if self.timers.size else INFINITY, now)
+            &self.st, carried, self.timers.heap[0].when if self.timers.size else INFINITY, now)
         if self.timers.size:
             self.timers.pop_due_into(self, now + self._clock_resolution)
 
