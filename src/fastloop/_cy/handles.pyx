@@ -352,12 +352,13 @@ cdef class TimerHandle(Handle):
 # whose two properties save what most calls never use (issue 12):
 # - `_lock`: the RLock is made when first asked for, by cancel(), cancelled(), or the
 #   loop running a handle someone else still holds. Most callers drop the handle, and
-#   then nobody can ever ask: an RLock per call was a fifth of the call's cost.
+#   then nobody can ever ask: no RLock is made and freed for them.
 # - `_context`: the copied context leaves the collector while the handle is queued,
-#   as the core's own handles' do (handles.pyx, above), which halves what the
-#   collector walks in a burst of calls. A Context must never die untracked, so its
-#   setter and deleter track the old one first, and the loop tracks it again before
-#   it runs or drops the handle (rejoin_gc_if_shared), while it still holds it.
+#   as the core's own handles' do (above), so that a burst of calls does not leave a
+#   tracked context per call for each collection to walk. A Context must never die
+#   untracked, so its setter and deleter track the old one first, and the loop tracks
+#   it again before it runs or drops the handle (run_foreign, rejoin_gc_if_shared),
+#   while it still holds it.
 
 cdef object thread_RLock = getattr(threading, '_CRLock', None)
 cdef object rlock_acquire = thread_RLock.acquire if thread_RLock is not None else None
