@@ -352,7 +352,8 @@ cdef class TimerHandle(Handle):
 # whose two properties save what most calls never use (issue 12):
 # - `_lock`: the RLock is made when first asked for, by cancel(), cancelled(), or the
 #   loop running a handle someone else still holds. Most callers drop the handle, and
-#   then nobody can ever ask: no RLock is made and freed for them.
+#   then nobody can ever ask: no RLock is made and freed for them. (GIL builds: on
+#   free-threaded ones the loop always takes the lock, so it is made with the handle.)
 # - `_context`: the copied context leaves the collector while the handle is queued,
 #   as the core's own handles' do (above), so that a burst of calls does not leave a
 #   tracked context per call for each collection to walk. A Context must never die
@@ -475,7 +476,9 @@ cdef object new_threadsafe_handle(object callback, tuple args, object loop,
     fl_slot_init(p, TSH_CANCELLED, False)
     fl_slot_init(p, TSH_REPR, None)
     fl_slot_init(p, TSH_TRACEBACK, None)
-    fl_slot_init(p, TSH_LOCK, None)
+    # Free-threaded builds keep handles tracked, so the loop always takes the lock
+    # (run_threadsafe_handle): made here, it costs no critical section to get.
+    fl_slot_init(p, TSH_LOCK, fl_new_plain(thread_RLock) if FL_FREE_THREADED else None)
     if not FL_FREE_THREADED:
         # Out of the collector as the core's own handles are (see track_handle); the
         # args stay tracked, and so does a context the caller passed: it is theirs.
@@ -507,7 +510,9 @@ cdef int run_threadsafe_handle(object handle) except -1:
         if not fl_slot_get(p, TSH_CANCELLED):
             run_threadsafe_callback(handle)
         return 0
-    lock = threadsafe_lock(handle)
+    lock = fl_slot_get(p, TSH_LOCK)
+    if lock is None:
+        lock = threadsafe_lock(handle)
     rlock_acquire(lock)
     try:
         if not fl_slot_get(p, TSH_CANCELLED):
