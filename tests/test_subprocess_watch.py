@@ -65,8 +65,12 @@ def test_pidfd_refused_falls_back_to_a_thread(loop, monkeypatch):
     before = threading.active_count()
 
     async def main():
-        proc = await asyncio.create_subprocess_exec("sleep", "0.2")
+        # A child that lives until told to exit: one that exits on its own (a short
+        # sleep) may be gone, its watcher thread with it, before the count on a busy
+        # machine.
+        proc = await asyncio.create_subprocess_exec("cat", stdin=asyncio.subprocess.PIPE)
         during = threading.active_count()
+        proc.stdin.close()
         return during, await proc.wait()
 
     during, code = run(loop, main())
