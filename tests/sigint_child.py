@@ -76,6 +76,13 @@ def c_spin(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def executor_threads() -> int:
+    # An executor shut down without waiting (asyncio.run on 3.10, when a second Ctrl+C
+    # cuts its cleanup short, leaves it to close(): shutdown(wait=False)) has workers
+    # that exit on their own a moment later, on asyncio as on fastloop; a busy machine
+    # may count them first. A worker of an executor never shut down stays.
+    for thread in threading.enumerate():
+        if thread.name.startswith("asyncio_"):
+            thread.join(timeout=5)
     return sum(t.name.startswith("asyncio_") for t in threading.enumerate())
 
 
