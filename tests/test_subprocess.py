@@ -360,8 +360,12 @@ def test_no_thread_per_child(loop, loop_kind):
 
     async def main():
         before = threading.active_count()
-        procs = [await asyncio.create_subprocess_exec("sleep", "0.3") for _ in range(20)]
+        # `cat` lives until its stdin closes, after the count: a child that had
+        # already exited would take its watcher thread, if any, with it.
+        procs = [await asyncio.create_subprocess_exec("cat", stdin=PIPE) for _ in range(20)]
         during = threading.active_count()
+        for proc in procs:
+            proc.stdin.close()
         await asyncio.gather(*(p.wait() for p in procs))
         return before, during
 

@@ -518,13 +518,21 @@ def run_echo(
     return total
 
 
-def _ceiling_session(kind: str, size: int, trips: int) -> tuple[float, float, int]:
-    """The round trips of run_echo against echoload's plain epoll echo server; return
-    (wall seconds, server CPU seconds, round trips). Raises cload.Unavailable."""
+def ceiling_session(
+    kind: str, size: int, trips: int, server_argv: list[str] | None = None
+) -> tuple[float, float, int]:
+    """The round trips of run_echo against a plain C echo server; return (wall seconds,
+    server CPU seconds, round trips). Raises cload.Unavailable.
+
+    The server is echoload's epoll one, or the program `server_argv` starts: it prints
+    `ready PORT` once listening, answers each line it reads with `cpu MICROSECONDS`
+    (its own getrusage()), and exits at the end of its input.
+    """
     binary = cload.build()
     folder = tempfile.mkdtemp(prefix="fastloop-echo-") if kind == "unix" else None
     path = os.path.join(folder, "echo.sock") if folder else None
-    server = subprocess.Popen([binary, "server", kind, *([path] if path else [])],
+    argv = server_argv or [binary, "server", kind]
+    server = subprocess.Popen([*argv, *([path] if path else [])],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     stdin, stdout = server.stdin, server.stdout
     assert stdin is not None and stdout is not None  # PIPEs
@@ -538,7 +546,7 @@ def _ceiling_session(kind: str, size: int, trips: int) -> tuple[float, float, in
     try:
         ready = stdout.readline().split()
         if ready[:1] != ["ready"]:
-            raise WorkloadError(f"echoload server {kind} did not start")
+            raise WorkloadError(f"echo server {argv} did not start")
         address: list[Any] | str = path if path else ["127.0.0.1", int(ready[1])]
         session_client = echo_client()
         conns = ECHO_CONNECTIONS
@@ -574,7 +582,7 @@ def run_ceiling(name: str) -> tuple[float, float, int]:
     """Do echo workload name's round trips against echoload's echo server; return (wall
     seconds, server CPU seconds, round trips). Raises KeyError for a workload that is
     not an echo one, and cload.Unavailable where echoload cannot be built."""
-    return _ceiling_session(*SESSIONS[name])
+    return ceiling_session(*SESSIONS[name])
 
 
 def _workload(
