@@ -614,6 +614,32 @@ def test_call_soon_threadsafe_kept_handle_runs_under_its_lock(loop):
 
 @pytest.mark.skipif(not hasattr(asyncio.events, "_ThreadSafeHandle"),
                     reason="asyncio has no _ThreadSafeHandle before 3.12.8/3.13.1")
+def test_call_soon_threadsafe_weakly_referenced_handle_runs_under_its_lock(loop):
+    # A weak reference reaches the handle as well: another thread could take it
+    # from there and cancel the handle while its callback runs.
+    owned = []
+    ref = weakref.ref(loop.call_soon_threadsafe(lambda: owned.append(ref()._lock._is_owned())))
+    run_briefly(loop)
+    assert owned == [True]
+
+
+def test_call_soon_threadsafe_handle_freed_with_what_it_held(loop):
+    # Once run and dropped, the handle goes at once, with its callback's arguments,
+    # and weak references to it learn so.
+    class Arg:
+        pass
+
+    arg, freed = Arg(), []
+    arg_ref = weakref.ref(arg)
+    handle = loop.call_soon_threadsafe(lambda a: None, arg)
+    handle_ref = weakref.ref(handle, lambda ref: freed.append("handle"))
+    del handle, arg
+    run_briefly(loop)
+    assert freed == ["handle"] and handle_ref() is None and arg_ref() is None
+
+
+@pytest.mark.skipif(not hasattr(asyncio.events, "_ThreadSafeHandle"),
+                    reason="asyncio has no _ThreadSafeHandle before 3.12.8/3.13.1")
 def test_call_soon_threadsafe_context_replaced_while_queued(loop):
     # The Cython core keeps the context it copied out of the collector while the
     # handle is queued; replacing or deleting it then must free it safely.

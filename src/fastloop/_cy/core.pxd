@@ -80,6 +80,7 @@ cdef extern from "slots.h":
     void fl_slot_init(PyObject *obj, Py_ssize_t offset, object value)
     void fl_slot_replace(PyObject *obj, Py_ssize_t offset, object value)
     object fl_slot_get(PyObject *obj, Py_ssize_t offset)
+    bint fl_use_slots_dealloc(object type, const Py_ssize_t *offsets, int n)
 
 
 # Locks and atomics for free-threaded builds, no-ops on GIL builds

@@ -454,6 +454,18 @@ if TSH_NATIVE:
     })
 
 
+cdef void use_threadsafe_dealloc():
+    """Free ThreadSafeHandles through fl_slots_dealloc (includes/slots.h) where it can."""
+    cdef Py_ssize_t offsets[8]
+    offsets[:] = [TSH_CALLBACK, TSH_ARGS, TSH_CANCELLED, TSH_LOOP, TSH_TRACEBACK,
+                  TSH_REPR, TSH_CONTEXT, TSH_LOCK]
+    fl_use_slots_dealloc(ThreadSafeHandle, offsets, 8)
+
+
+if TSH_NATIVE:
+    use_threadsafe_dealloc()
+
+
 cdef inline void rejoin_threadsafe_context(PyObject *handle) noexcept:
     """Call before the loop runs or drops a ThreadSafeHandle: see above."""
     cdef PyObject *context = fl_slot(handle, TSH_CONTEXT)

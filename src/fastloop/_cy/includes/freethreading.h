@@ -74,8 +74,11 @@ typedef char fl_mutex_t;
 #endif
 
 static inline int fl_has_weakrefs(PyObject *obj) {
+    /* Negative for a class whose weak references CPython manages (3.12+: __weakref__
+       in the __slots__ of a Python class, as asyncio's handles have): the list then
+       sits before the object, in the part of its allocation that precedes it. */
     Py_ssize_t offset = Py_TYPE(obj)->tp_weaklistoffset;
-    return offset > 0 && *(PyObject **)((char *)obj + offset) != NULL;
+    return offset != 0 && *(PyObject **)((char *)obj + offset) != NULL;
 }
 
 #endif /* FASTLOOP_FREETHREADING_H */
