@@ -93,6 +93,11 @@ static inline PyObject *fl_slot_get(PyObject *obj, Py_ssize_t off)
  * C: about a quarter of the instructions, as it need not walk the bases for their
  * slots and deallocators. One class per process uses it. */
 #define FL_DEALLOC_MAX_SLOTS 8
+#ifdef Py_TPFLAGS_MANAGED_DICT  /* 3.11+: a __dict__ kept before the object */
+#  define fl_managed_dict(type) ((type)->tp_flags & Py_TPFLAGS_MANAGED_DICT)
+#else
+#  define fl_managed_dict(type) 0
+#endif
 static Py_ssize_t fl_dealloc_offsets[FL_DEALLOC_MAX_SLOTS];
 static int fl_dealloc_count;
 
@@ -114,7 +119,7 @@ static int fl_use_slots_dealloc(PyObject *type_obj, const Py_ssize_t *offsets, i
     PyTypeObject *type = (PyTypeObject *)type_obj, *base;
     int i;
     if (n > FL_DEALLOC_MAX_SLOTS || type->tp_finalize || type->tp_del
-            || type->tp_dictoffset || (type->tp_flags & Py_TPFLAGS_MANAGED_DICT)
+            || type->tp_dictoffset || fl_managed_dict(type)
             || type->tp_free != PyObject_GC_Del)
         return 0;
     /* Every base but object is a Python class with __slots__ (those n, and
