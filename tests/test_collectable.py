@@ -181,3 +181,25 @@ def test_dropped_loop_with_a_transport_is_collected(make_loop):
     assert {(ResourceWarning, "unclosed event loop"), (ResourceWarning, "unclosed transport")} <= warned
     assert all(category is ResourceWarning and message.startswith("unclosed")
                for category, message in warned)
+
+
+@pytest.mark.parametrize("method", ["call_soon", "call_later", "call_soon_threadsafe"])
+@pytest.mark.parametrize("cancel", [False, True], ids=["ran", "cancelled"])
+def test_object_keeping_its_own_handle_is_collected(loop, method, cancel):
+    # `self.timer = loop.call_later(delay, self.tick)`: a cycle through the handle
+    # (object -> handle -> bound method -> object) that only the collector can free
+    # once the object is dropped, the loop still open.
+    class Owner:
+        def tick(self) -> None:
+            pass
+
+    owner = Owner()
+    delay = (0,) if method == "call_later" else ()
+    owner.handle = getattr(loop, method)(*delay, owner.tick)  # type: ignore[attr-defined]
+    if cancel:
+        owner.handle.cancel()  # type: ignore[attr-defined]
+    ref = weakref.ref(owner)
+    del owner
+    run_briefly(loop)
+    gc.collect()
+    assert ref() is None
