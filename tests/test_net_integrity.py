@@ -67,7 +67,13 @@ class _Pauser:
         def resume():
             if is_blocked():  # still held back by the other direction's flow control
                 return
-            if not transport.is_closing():
+            # asyncio's TLS transport learns that the connection is gone only when the
+            # protocol's connection_lost runs, an iteration after its TCP transport is
+            # dropped: in between, is_closing() is still False and resume_reading()
+            # fails (stock asyncio too). Its extra 'socket' is None from the start.
+            tls_gone = (transport.get_extra_info("sslcontext") is not None
+                        and transport.get_extra_info("socket") is None)
+            if not transport.is_closing() and not tls_gone:
                 transport.resume_reading()
 
         self.timers.append(self.loop.call_later(self.rng.uniform(0, 0.003), resume))
