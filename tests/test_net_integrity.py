@@ -70,7 +70,7 @@ class _Pauser:
             # asyncio's TLS transport learns that the connection is gone only when the
             # protocol's connection_lost runs, an iteration after its TCP transport is
             # dropped: in between, is_closing() is still False and resume_reading()
-            # fails (stock asyncio too). Its extra 'socket' is None from the start.
+            # fails (stock asyncio too). Its extra 'socket' is None from that moment.
             tls_gone = (transport.get_extra_info("sslcontext") is not None
                         and transport.get_extra_info("socket") is None)
             if not transport.is_closing() and not tls_gone:
